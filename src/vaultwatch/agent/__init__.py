@@ -1,0 +1,1 @@
+"""The daemon on a protected customer server."""

@@ -1,0 +1,1 @@
+"""The catalog: the service's queryable state in SQL."""

@@ -1,0 +1,1 @@
+"""Stores: where a repository's bytes live (local disk, S3, the gateway over HTTP)."""
