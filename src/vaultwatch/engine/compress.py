@@ -1,0 +1,47 @@
+"""zstd compression, skipped for blobs it would not shrink (media, archives, ciphertext)."""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+RAW = 0
+ZSTD = 1
+_MIN_GAIN = 0.97  # keep compressed only when it saves at least 3 %
+_LEVEL = 3
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "c", None)
+    if c is None:
+        c = _local.c = zstandard.ZstdCompressor(level=_LEVEL)
+    return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
+
+
+def compress(data: bytes | memoryview) -> bytes:
+    """A one-byte method marker followed by the (maybe) compressed bytes."""
+    if len(data) >= 64:
+        packed = _compressor().compress(data)
+        if len(packed) < len(data) * _MIN_GAIN:
+            return b"\x01" + packed
+    return b"\x00" + bytes(data)
+
+
+def decompress(body: bytes, raw_length: int) -> bytes:
+    """Invert :func:`compress`; ``raw_length`` bounds the output (no zip bombs)."""
+    method = body[:1]
+    if method == b"\x00":
+        return body[1:]
+    if method == b"\x01":
+        return _decompressor().decompress(body[1:], max_output_size=raw_length)
+    raise ValueError(f"unknown compression method {method!r}")

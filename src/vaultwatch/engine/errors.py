@@ -1,0 +1,50 @@
+"""Errors the engine raises; each carries the exit code the CLI returns for it."""
+
+from vaultwatch.errors import VaultwatchError
+
+
+class EngineError(VaultwatchError):
+    """A failure of the backup engine."""
+
+
+class WrongPassphraseError(EngineError):
+    """No key slot opens with the given passphrase or escrow key."""
+
+    exit_code = 12
+    http_status = 401
+
+
+class IntegrityError(EngineError):
+    """Stored data failed authentication or its id does not match its content."""
+
+    exit_code = 1
+
+
+class SnapshotNotFoundError(EngineError):
+    """No snapshot matches the given id prefix."""
+
+    http_status = 404
+
+
+class AmbiguousSnapshotError(EngineError):
+    """An id prefix matches more than one snapshot."""
+
+
+class RepositoryLockedError(EngineError):
+    """Another process holds a lock that conflicts with the one asked for."""
+
+    http_status = 409
+
+
+class RepositoryExistsError(EngineError):
+    """init was asked to create a repository where one already exists."""
+
+    http_status = 409
+
+
+class UnsafePathError(EngineError):
+    """A stored name would write outside the restore target."""
+
+
+class KeySlotError(EngineError):
+    """A key slot operation is not allowed (e.g. removing the last passphrase)."""

@@ -1,0 +1,223 @@
+"""The blob index: which pack holds each blob, kept compact in memory.
+
+A dict of Python objects costs ~200 bytes a blob; a repository of 10 million
+blobs would need 2 GB. Entries live instead in sorted NumPy structured arrays
+of 49 bytes each (a few sorted runs merged like an LSM tree, plus a small dict
+of the most recent additions), so 10 million blobs take about 500 MB.
+
+Index file layout (the payload of an encrypted ``index`` file, see crypto.seal_file),
+zstd-compressed, integers little-endian::
+
+    "VWIX" | version u8 (=1)
+    pack count u32, then per pack: pack id (32) | salt (32) | blob count u32
+    then every blob, in pack order: blob id (32) | type u8 | offset u32 | length u32 | raw length u32
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from vaultwatch.engine.errors import IntegrityError
+from vaultwatch.engine.pack import PackEntry
+
+ENTRY_DTYPE = np.dtype(
+    [
+        ("id", "S32"),
+        ("type", "u1"),
+        ("pack", "<u4"),
+        ("offset", "<u4"),
+        ("length", "<u4"),
+        ("raw", "<u4"),
+    ]
+)
+_FILE_ENTRY = np.dtype(
+    [("id", "S32"), ("type", "u1"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4")]
+)
+_PACK_HEAD = struct.Struct("<32s32sI")
+INDEX_MAGIC = b"VWIX"
+_PENDING_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class BlobLocation:
+    """Where to read one blob."""
+
+    blob_id: bytes
+    type: int
+    pack_id: bytes
+    salt: bytes
+    offset: int
+    length: int
+    raw_length: int
+
+
+IndexedBlob = PackEntry | BlobLocation
+PackListing = tuple[bytes, bytes, Sequence[IndexedBlob]]
+"""(pack id, salt, the pack's blobs): one pack's part of an index file."""
+
+
+def _pad(raw: bytes) -> bytes:
+    # NumPy's "S" dtype drops trailing NUL bytes; ids are always 32 bytes.
+    return raw.ljust(32, b"\0")
+
+
+class BlobIndex:
+    """Blob id -> location, for every indexed pack. Not thread-safe for writes."""
+
+    def __init__(self) -> None:
+        self.pack_ids: list[bytes] = []
+        self.pack_salts: list[bytes] = []
+        self._pack_no: dict[bytes, int] = {}
+        self._runs: list[np.ndarray] = []
+        self._pending: dict[bytes, tuple[int, int, int, int, int]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self._runs) + len(self._pending)
+
+    def has_pack(self, pack_id: bytes) -> bool:
+        """Whether the pack is indexed."""
+        return pack_id in self._pack_no
+
+    def _register_pack(self, pack_id: bytes, salt: bytes) -> int:
+        no = self._pack_no.get(pack_id)
+        if no is None:
+            no = self._pack_no[pack_id] = len(self.pack_ids)
+            self.pack_ids.append(pack_id)
+            self.pack_salts.append(salt)
+        return no
+
+    def add_pack(self, pack_id: bytes, salt: bytes, entries: Iterable[PackEntry]) -> None:
+        """Index every blob of a newly written pack."""
+        if pack_id in self._pack_no:
+            return
+        no = self._register_pack(pack_id, salt)
+        for e in entries:
+            if e.blob_id not in self._pending:
+                self._pending[e.blob_id] = (e.type, no, e.offset, e.length, e.raw_length)
+        if len(self._pending) >= _PENDING_LIMIT:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        run = np.empty(len(self._pending), dtype=ENTRY_DTYPE)
+        for i, (bid, (t, p, o, ln, raw)) in enumerate(self._pending.items()):
+            run[i] = (bid, t, p, o, ln, raw)
+        self._pending.clear()
+        self._add_run(run)
+
+    def _add_run(self, run: np.ndarray) -> None:
+        run = run[np.argsort(run["id"], kind="stable")]
+        self._runs.append(run)
+        while len(self._runs) >= 2 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
+            b = self._runs.pop()
+            a = self._runs.pop()
+            merged = np.concatenate([a, b])
+            self._runs.append(merged[np.argsort(merged["id"], kind="stable")])
+
+    def _find(self, blob_id: bytes) -> tuple[int, int, int, int, int] | None:
+        hit = self._pending.get(blob_id)
+        if hit is not None:
+            return hit
+        key = np.array(blob_id, dtype="S32")
+        for run in reversed(self._runs):
+            ids = run["id"]
+            i = int(np.searchsorted(ids, key))
+            if i < len(run) and ids[i] == key:
+                r = run[i]
+                return (
+                    int(r["type"]),
+                    int(r["pack"]),
+                    int(r["offset"]),
+                    int(r["length"]),
+                    int(r["raw"]),
+                )
+        return None
+
+    def __contains__(self, blob_id: object) -> bool:
+        return isinstance(blob_id, bytes) and self._find(blob_id) is not None
+
+    def lookup(self, blob_id: bytes) -> BlobLocation | None:
+        """The blob's location, or None when no indexed pack holds it."""
+        hit = self._find(blob_id)
+        if hit is None:
+            return None
+        t, p, o, ln, raw = hit
+        return BlobLocation(blob_id, t, self.pack_ids[p], self.pack_salts[p], o, ln, raw)
+
+    def entries(self) -> Iterator[BlobLocation]:
+        """Every indexed blob (each pack copy of a duplicate blob too), in no particular order."""
+        self._flush_pending()
+        for run in self._runs:
+            for r in run:
+                p = int(r["pack"])
+                yield BlobLocation(
+                    _pad(bytes(r["id"])),
+                    int(r["type"]),
+                    self.pack_ids[p],
+                    self.pack_salts[p],
+                    int(r["offset"]),
+                    int(r["length"]),
+                    int(r["raw"]),
+                )
+
+    def by_pack(self) -> dict[bytes, list[BlobLocation]]:
+        """Blobs grouped by pack (what prune and index rewrites need)."""
+        out: dict[bytes, list[BlobLocation]] = {pid: [] for pid in self.pack_ids}
+        for loc in self.entries():
+            out[loc.pack_id].append(loc)
+        return out
+
+    # -- index files ---------------------------------------------------------------
+
+    def load_file(self, payload: bytes, name: str) -> list[bytes]:
+        """Merge one decrypted index file; returns the pack ids it lists."""
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(payload)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"index {name} is not valid zstd: {exc}") from None
+        if raw[:4] != INDEX_MAGIC or raw[4:5] != b"\x01":
+            raise IntegrityError(f"index {name} has a bad header")
+        try:
+            (n_packs,) = struct.unpack_from("<I", raw, 5)
+            pos = 9
+            packs, counts = [], []
+            for _ in range(n_packs):
+                pid, salt, count = _PACK_HEAD.unpack_from(raw, pos)
+                pos += _PACK_HEAD.size
+                packs.append((pid, salt))
+                counts.append(count)
+            total = sum(counts)
+            table = np.frombuffer(raw, dtype=_FILE_ENTRY, count=total, offset=pos)
+        except (struct.error, ValueError) as exc:
+            raise IntegrityError(f"index {name} is truncated: {exc}") from None
+        if pos + total * _FILE_ENTRY.itemsize != len(raw):
+            raise IntegrityError(f"index {name} has trailing garbage")
+        numbers = np.array([self._register_pack(pid, salt) for pid, salt in packs], dtype="<u4")
+        run = np.empty(total, dtype=ENTRY_DTYPE)
+        for field in ("id", "type", "offset", "length", "raw"):
+            run[field] = table[field]
+        run["pack"] = np.repeat(numbers, counts)
+        if total:
+            self._add_run(run)
+        return [pid for pid, _ in packs]
+
+
+def encode_index(packs: Iterable[PackListing]) -> bytes:
+    """Serialize (pack id, salt, blobs) triples into an index payload (compressed, not yet encrypted)."""
+    heads, bodies = [], []
+    n = 0
+    for pack_id, salt, blobs in packs:
+        n += 1
+        heads.append(_PACK_HEAD.pack(pack_id, salt, len(blobs)))
+        table = np.empty(len(blobs), dtype=_FILE_ENTRY)
+        for i, b in enumerate(blobs):
+            table[i] = (b.blob_id, b.type, b.offset, b.length, b.raw_length)
+        bodies.append(table.tobytes())
+    raw = INDEX_MAGIC + b"\x01" + struct.pack("<I", n) + b"".join(heads) + b"".join(bodies)
+    return zstandard.ZstdCompressor(level=3).compress(raw)

@@ -1,0 +1,599 @@
+"""A repository: a Store plus the keys, index and snapshots that make its bytes a backup.
+
+Writes are ordered so a reader never finds a reference to missing data:
+packs first, then the index files that list them, then the snapshot that
+points at the trees. Anything interrupted leaves at worst packs that no index
+lists yet; the next backup adopts them (so their work is not lost) and prune
+removes those nobody needs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from vaultwatch.engine import keys as keyslots
+from vaultwatch.engine.compress import compress, decompress
+from vaultwatch.engine.crypto import Sealer, open_file, seal_file
+from vaultwatch.engine.errors import (
+    AmbiguousSnapshotError,
+    EngineError,
+    IntegrityError,
+    KeySlotError,
+    RepositoryExistsError,
+    SnapshotNotFoundError,
+)
+from vaultwatch.engine.ids import blob_id, content_hash
+from vaultwatch.engine.index import BlobIndex, BlobLocation, PackListing, encode_index
+from vaultwatch.engine.lock import RepositoryLock, locked
+from vaultwatch.engine.pack import (
+    DATA,
+    TREE,
+    PackBuilder,
+    pack_name,
+    pack_sealer,
+    read_trailer,
+)
+from vaultwatch.engine.snapshot import Snapshot
+from vaultwatch.engine.tree import Tree
+from vaultwatch.store.base import Store
+from vaultwatch.store.errors import ObjectExistsError, ObjectNotFoundError, RepositoryNotFoundError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    """FastCDC sizes in bytes (``avg`` is pyfastcdc's avg_size; real chunks average about avg + min)."""
+
+    min_size: int = 16 * 1024
+    avg_size: int = 64 * 1024
+    max_size: int = 512 * 1024
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """The plaintext ``config`` object: what a reader needs before it has a key."""
+
+    repo_id: str
+    created: str
+    chunker: ChunkerParams
+    pack_size: int = 8 * 1024 * 1024
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> bytes:
+        """Serialized config."""
+        doc = {
+            "version": self.version,
+            "id": self.repo_id,
+            "created": self.created,
+            "chunker": asdict(self.chunker),
+            "pack_size": self.pack_size,
+        }
+        return json.dumps(doc, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RepoConfig:
+        """Parse the config; IntegrityError when malformed or from a newer version."""
+        try:
+            doc = json.loads(data)
+            version = int(doc["version"])
+            if version > FORMAT_VERSION:
+                raise IntegrityError(
+                    f"repository format {version} is newer than this program supports"
+                )
+            return cls(
+                doc["id"],
+                doc["created"],
+                ChunkerParams(**doc["chunker"]),
+                int(doc.get("pack_size", 8 * 1024 * 1024)),
+                version,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"repository config is malformed: {exc}") from None
+
+
+class Repository:
+    """An open (unlocked) repository."""
+
+    def __init__(
+        self, store: Store, config: RepoConfig, master: keyslots.MasterKey, slot: keyslots.KeySlot
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.master = master
+        self.slot = slot
+        self.index = BlobIndex()
+        self.index_lock = threading.Lock()
+        self._index_loaded = False
+        self._index_files: list[str] = []
+        self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        self._sealers: OrderedDict[bytes, Sealer] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # -- creating and opening ----------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        store: Store,
+        passphrase: str,
+        *,
+        kdf: keyslots.KdfParams | None = None,
+        chunker: ChunkerParams | None = None,
+        pack_size: int = 8 * 1024 * 1024,
+        escrow_public: X25519PublicKey | None = None,
+    ) -> Repository:
+        """Create a repository with one passphrase slot (and an escrow slot when given)."""
+        if store.exists("config"):
+            raise RepositoryExistsError(f"a repository already exists at {store.location}")
+        master = keyslots.MasterKey.generate()
+        config = RepoConfig(
+            content_hash(master.id_key).hex()[:32],
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            chunker or ChunkerParams(),
+            pack_size,
+        )
+        slot = keyslots.passphrase_slot(master, passphrase, kdf or keyslots.KdfParams())
+        store.put(slot.name, slot.to_json())
+        if escrow_public is not None:
+            escrow = keyslots.escrow_slot(master, escrow_public)
+            store.put(escrow.name, escrow.to_json())
+        # config last: a half-made repository is not mistaken for a real one.
+        try:
+            store.put("config", config.to_json())
+        except ObjectExistsError:
+            raise RepositoryExistsError(
+                f"a repository already exists at {store.location}"
+            ) from None
+        return cls(store, config, master, slot)
+
+    @classmethod
+    def open(
+        cls, store: Store, passphrase: str | None = None, escrow_key: X25519PrivateKey | None = None
+    ) -> Repository:
+        """Open with a passphrase or the escrow private key."""
+        try:
+            config = RepoConfig.from_json(store.get("config"))
+        except ObjectNotFoundError:
+            raise RepositoryNotFoundError(f"no repository at {store.location}") from None
+        master, slot = keyslots.unlock(store, passphrase, escrow_key)
+        return cls(store, config, master, slot)
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
+
+    # -- key slots -----------------------------------------------------------------------
+
+    def key_slots(self) -> list[keyslots.KeySlot]:
+        """Every key slot."""
+        return keyslots.load_slots(self.store)
+
+    def add_passphrase(
+        self, passphrase: str, kdf: keyslots.KdfParams | None = None
+    ) -> keyslots.KeySlot:
+        """Add a passphrase slot for the same master key."""
+        slot = keyslots.passphrase_slot(self.master, passphrase, kdf or keyslots.KdfParams())
+        self.store.put(slot.name, slot.to_json())
+        return slot
+
+    def add_escrow(self, public_key: X25519PublicKey) -> keyslots.KeySlot:
+        """Seal the master key to the service's escrow key."""
+        slot = keyslots.escrow_slot(self.master, public_key)
+        self.store.put(slot.name, slot.to_json())
+        return slot
+
+    def remove_slot(self, slot_id_prefix: str) -> keyslots.KeySlot:
+        """Remove a slot; the last passphrase slot can never be removed."""
+        slots = self.key_slots()
+        matches = [s for s in slots if s.slot_id.startswith(slot_id_prefix)]
+        if not matches:
+            raise KeySlotError(f"no key slot {slot_id_prefix!r}")
+        if len(matches) > 1:
+            raise KeySlotError(f"key slot prefix {slot_id_prefix!r} is ambiguous")
+        victim = matches[0]
+        others = [s for s in slots if s.kind == keyslots.PASSPHRASE and s.slot_id != victim.slot_id]
+        if victim.kind == keyslots.PASSPHRASE and not others:
+            raise KeySlotError(
+                "refusing to remove the last passphrase slot: the data would be lost"
+            )
+        self.store.delete(victim.name)
+        return victim
+
+    def change_passphrase(
+        self, new_passphrase: str, kdf: keyslots.KdfParams | None = None
+    ) -> keyslots.KeySlot:
+        """Replace the slot this repository was opened with by one for the new passphrase."""
+        new = self.add_passphrase(new_passphrase, kdf)
+        if self.slot.kind == keyslots.PASSPHRASE:
+            self.store.delete(self.slot.name)
+        self.slot = new
+        return new
+
+    # -- locks -----------------------------------------------------------------------------
+
+    def lock(self, *, exclusive: bool, purpose: str) -> AbstractContextManager[RepositoryLock]:
+        """Shared lock for backups, exclusive for prune."""
+        return locked(self.store, exclusive=exclusive, purpose=purpose)
+
+    # -- encrypted files -------------------------------------------------------------------
+
+    def save_file(self, kind: str, prefix: str, payload: bytes) -> str:
+        """Encrypt and store a file named by its content hash; returns the id."""
+        data = seal_file(self.master.enc_key, kind, payload)
+        file_id = content_hash(data).hex()
+        with suppress(ObjectExistsError):
+            self.store.put(f"{prefix}/{file_id}", data)
+        return file_id
+
+    def load_file(self, kind: str, name: str) -> bytes:
+        """Read, verify (name = hash) and decrypt one file."""
+        data = self.store.get(name)
+        if content_hash(data).hex() != name.rsplit("/", 1)[-1]:
+            raise IntegrityError(f"{name} does not match its id (damaged)")
+        return open_file(self.master.enc_key, kind, data, name)
+
+    # -- index -------------------------------------------------------------------------------
+
+    def load_index(self, *, reload: bool = False) -> None:
+        """Read every index file (in parallel: each is a separate object)."""
+        if self._index_loaded and not reload:
+            return
+        index = BlobIndex()
+        names = [o.name for o in self.store.list("index/")]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            payloads = pool.map(lambda n: (n, self.load_file("index", n)), names)
+            for name, payload in payloads:
+                index.load_file(payload, name)
+        with self.index_lock:
+            self.index = index
+            self._index_files = names
+            self._index_loaded = True
+
+    @property
+    def index_files(self) -> list[str]:
+        """Names of the index files loaded."""
+        return list(self._index_files)
+
+    def write_index(self, packs: list[PackListing]) -> str:
+        """Store one index file listing ``packs``; returns its name."""
+        file_id = self.save_file("index", "index", encode_index(packs))
+        name = f"index/{file_id}"
+        with self.index_lock:
+            self._index_files.append(name)
+        return name
+
+    def unindexed_packs(self) -> list[str]:
+        """Packs in the store that no index lists (left by an interrupted backup or prune)."""
+        self.load_index()
+        out = []
+        for obj in self.store.list("data/"):
+            pid = obj.name.rsplit("/", 1)[-1]
+            try:
+                if not self.index.has_pack(bytes.fromhex(pid)):
+                    out.append(obj.name)
+            except ValueError:
+                continue
+        return out
+
+    def adopt_packs(self, names: list[str]) -> int:
+        """Index packs an interrupted backup stored, so their blobs are reused; returns how many."""
+        adopted: list[PackListing] = []
+        for name in names:
+            data = self.store.get(name)
+            pid = content_hash(data)
+            if pid.hex() != name.rsplit("/", 1)[-1]:
+                continue  # damaged: leave it for check and prune
+            try:
+                salt, entries = read_trailer(self.master.enc_key, data, name)
+            except IntegrityError:
+                continue
+            with self.index_lock:
+                self.index.add_pack(pid, salt, entries)
+            adopted.append((pid, salt, entries))
+        if adopted:
+            self.write_index(adopted)
+        return len(adopted)
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        """This repository's id of a plaintext blob."""
+        return blob_id(self.master.id_key, data)
+
+    def has_blob(self, bid: bytes) -> bool:
+        """Whether an indexed pack holds the blob."""
+        with self.index_lock:
+            return bid in self.index
+
+    def lookup(self, bid: bytes) -> BlobLocation | None:
+        """Where the blob lives."""
+        with self.index_lock:
+            return self.index.lookup(bid)
+
+    def _sealer(self, pack_id: bytes, salt: bytes) -> Sealer:
+        with self._cache_lock:
+            sealer = self._sealers.get(pack_id)
+            if sealer is not None:
+                self._sealers.move_to_end(pack_id)
+                return sealer
+        sealer = pack_sealer(self.master.enc_key, salt)
+        with self._cache_lock:
+            self._sealers[pack_id] = sealer
+            if len(self._sealers) > 1024:
+                self._sealers.popitem(last=False)
+        return sealer
+
+    def decode_blob(self, loc: BlobLocation, sealed: bytes | memoryview) -> bytes:
+        """Decrypt, decompress and verify one blob read from its pack."""
+        what = f"blob {loc.blob_id.hex()[:8]} in pack {loc.pack_id.hex()[:8]}"
+        body = self._sealer(loc.pack_id, loc.salt).open(sealed, loc.blob_id, what=what)
+        try:
+            plain = decompress(body, loc.raw_length)
+        except Exception as exc:
+            raise IntegrityError(f"{what} does not decompress: {exc}") from None
+        if len(plain) != loc.raw_length or self.blob_id(plain) != loc.blob_id:
+            raise IntegrityError(f"{what} does not match its id (damaged)")
+        return plain
+
+    def load_blob(self, bid: bytes) -> bytes:
+        """Read and verify one blob."""
+        loc = self.lookup(bid)
+        if loc is None:
+            raise IntegrityError(f"blob {bid.hex()[:8]} is not in the index (missing data)")
+        sealed = self.store.get_range(pack_name(loc.pack_id), loc.offset, loc.length)
+        if len(sealed) != loc.length:
+            raise IntegrityError(f"pack {loc.pack_id.hex()[:8]} is truncated")
+        return self.decode_blob(loc, sealed)
+
+    def read_pack(
+        self, pack_id: bytes, locations: list[BlobLocation], whole_pack_ratio: float = 0.5
+    ) -> Iterator[tuple[BlobLocation, bytes | IntegrityError]]:
+        """Every requested blob of one pack, read with one request, each decoded or its error.
+
+        Reads the span from the first to the last wanted blob in one range
+        request (or the whole pack when most of it is wanted).
+        """
+        locs = sorted(locations, key=lambda lo: lo.offset)
+        start = locs[0].offset
+        end = max(lo.offset + lo.length for lo in locs)
+        name = pack_name(pack_id)
+        try:
+            span = memoryview(self.store.get_range(name, start, end - start))
+        except ObjectNotFoundError:
+            err = IntegrityError(f"pack {pack_id.hex()[:8]} is missing")
+            for lo in locs:
+                yield lo, err
+            return
+        for lo in locs:
+            piece = span[lo.offset - start : lo.offset - start + lo.length]
+            if len(piece) != lo.length:
+                yield lo, IntegrityError(f"pack {pack_id.hex()[:8]} is truncated")
+                continue
+            try:
+                yield lo, self.decode_blob(lo, piece)
+            except IntegrityError as exc:
+                yield lo, exc
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        """A tree blob, parsed (kept in a small cache: restores and diffs revisit trees)."""
+        with self._cache_lock:
+            tree = self._tree_cache.get(tree_id)
+            if tree is not None:
+                self._tree_cache.move_to_end(tree_id)
+                return tree
+        tree = Tree.from_bytes(self.load_blob(tree_id), tree_id.hex())
+        with self._cache_lock:
+            self._tree_cache[tree_id] = tree
+            if len(self._tree_cache) > 4096:
+                self._tree_cache.popitem(last=False)
+        return tree
+
+    def writer(self, *, upload_workers: int = 2) -> BlobWriter:
+        """A writer that packs, uploads and indexes new blobs."""
+        self.load_index()
+        return BlobWriter(self, upload_workers=upload_workers)
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> str:
+        """Store the snapshot (after its data is indexed); sets and returns its id."""
+        snapshot.id = self.save_file("snapshot", "snapshots", snapshot.to_json())
+        return snapshot.id
+
+    def load_snapshot(self, snapshot_id: str) -> Snapshot:
+        """One snapshot by its full id."""
+        return Snapshot.from_json(
+            self.load_file("snapshot", f"snapshots/{snapshot_id}"), snapshot_id
+        )
+
+    def snapshot_ids(self) -> list[str]:
+        """Ids of every snapshot."""
+        return [o.name.split("/", 1)[1] for o in self.store.list("snapshots/")]
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            snaps = list(pool.map(self.load_snapshot, self.snapshot_ids()))
+        return sorted(snaps, key=lambda s: (s.time, s.id))
+
+    def find_snapshot(
+        self, ref: str, *, paths: list[str] | None = None, hostname: str | None = None
+    ) -> Snapshot:
+        """Resolve ``latest`` (optionally for some paths/host) or a unique id prefix."""
+        if ref == "latest":
+            candidates = [
+                s
+                for s in self.snapshots()
+                if (paths is None or sorted(s.paths) == sorted(paths))
+                and (hostname is None or s.hostname == hostname)
+            ]
+            if not candidates:
+                raise SnapshotNotFoundError(
+                    "the repository has no snapshot yet"
+                    if paths is None
+                    else "no snapshot of these paths yet"
+                )
+            return candidates[-1]
+        ref = ref.lower()
+        if not ref or any(c not in "0123456789abcdef" for c in ref):
+            raise SnapshotNotFoundError(f"{ref!r} is not a snapshot id (hex digits or 'latest')")
+        matches = [i for i in self.snapshot_ids() if i.startswith(ref)]
+        if not matches:
+            raise SnapshotNotFoundError(f"no snapshot {ref!r}")
+        if len(matches) > 1:
+            raise AmbiguousSnapshotError(
+                f"snapshot prefix {ref!r} matches {len(matches)} snapshots"
+            )
+        return self.load_snapshot(matches[0])
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Remove a snapshot file (its data stays until prune)."""
+        self.store.delete(f"snapshots/{snapshot_id}")
+
+
+class BlobWriter:
+    """Turns blobs into packs, uploads them in the background and indexes them.
+
+    Thread-safe: backup workers call :meth:`save` concurrently. At most
+    ``max_inflight`` finished packs wait for upload, which bounds memory.
+    An index file is written every ``index_every`` packs so an interrupted
+    backup loses little, and by :meth:`flush`.
+    """
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        upload_workers: int = 2,
+        index_every: int = 32,
+        max_inflight: int = 3,
+    ) -> None:
+        self.repo = repo
+        self.pack_size = repo.config.pack_size
+        self._lock = threading.Lock()
+        self._builders: dict[int, PackBuilder] = {}
+        self._reserved: set[bytes] = set()
+        self._pool = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="upload")
+        self._inflight = threading.BoundedSemaphore(max_inflight)
+        self._futures: list[Future[None]] = []
+        self._unsaved: list[PackListing] = []
+        self._index_every = index_every
+        self.new_blobs = 0
+        self.new_raw_bytes = 0
+        self.stored_bytes = 0
+        self.on_pack_uploaded: Callable[[bytes, int], None] | None = None
+
+    def reserve(self, bid: bytes) -> bool:
+        """True when the blob is new and this caller must store it (exactly one caller wins)."""
+        with self._lock:
+            if bid in self._reserved:
+                return False
+            with self.repo.index_lock:
+                if bid in self.repo.index:
+                    return False
+            self._reserved.add(bid)
+            return True
+
+    def save(self, blob_type: int, data: bytes | memoryview) -> tuple[bytes, bool]:
+        """Store a plaintext blob unless already present; returns (id, whether it was new)."""
+        bid = self.repo.blob_id(data)
+        if not self.reserve(bid):
+            return bid, False
+        self.add(blob_type, bid, compress(data), len(data))
+        return bid, True
+
+    def add(self, blob_type: int, bid: bytes, body: bytes, raw_length: int) -> None:
+        """Append a reserved, already-compressed blob; uploads the pack when it is full."""
+        self._raise_failures()
+        full: PackBuilder | None = None
+        with self._lock:
+            builder = self._builders.get(blob_type)
+            if builder is None:
+                builder = self._builders[blob_type] = PackBuilder(
+                    self.repo.master.enc_key, blob_type
+                )
+            builder.add(bid, body, raw_length)
+            self.new_blobs += 1
+            self.new_raw_bytes += raw_length
+            if builder.size >= self.pack_size:
+                full = self._builders.pop(blob_type)
+        if full is not None:
+            self._submit(full)
+
+    def _submit(self, builder: PackBuilder) -> None:
+        self._inflight.acquire()
+        pack_id, data = builder.finish()
+        self._futures.append(self._pool.submit(self._upload, pack_id, builder, data))
+
+    def _upload(self, pack_id: bytes, builder: PackBuilder, data: bytes) -> None:
+        try:
+            with suppress(ObjectExistsError):  # same bytes, same name: already stored
+                self.repo.store.put(pack_name(pack_id), data)
+            with self.repo.index_lock:
+                self.repo.index.add_pack(pack_id, builder.salt, builder.entries)
+            write_now = None
+            with self._lock:
+                self.stored_bytes += len(data)
+                for e in builder.entries:
+                    self._reserved.discard(e.blob_id)
+                self._unsaved.append((pack_id, builder.salt, builder.entries))
+                if len(self._unsaved) >= self._index_every:
+                    write_now, self._unsaved = self._unsaved, []
+            if write_now:
+                self.repo.write_index(write_now)
+            if self.on_pack_uploaded is not None:
+                self.on_pack_uploaded(pack_id, len(data))
+        finally:
+            self._inflight.release()
+
+    def _raise_failures(self) -> None:
+        done = [f for f in self._futures if f.done()]
+        for f in done:
+            self._futures.remove(f)
+            f.result()
+
+    def flush(self) -> None:
+        """Upload open packs, wait for every upload, write the remaining index."""
+        with self._lock:
+            builders = [self._builders.pop(t) for t in (DATA, TREE) if t in self._builders]
+        for b in builders:
+            self._submit(b)
+        for f in self._futures:
+            f.result()
+        self._futures.clear()
+        with self._lock:
+            pending, self._unsaved = self._unsaved, []
+        if pending:
+            self.repo.write_index(pending)
+
+    def close(self) -> None:
+        """Stop the upload threads (call flush first to keep the data)."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self.close()
+
+
+def open_or_fail(store: Store, passphrase: str | None) -> Repository:
+    """Open a repository, with a clear error when there is none."""
+    if passphrase is None:
+        raise EngineError("a passphrase is needed to open the repository")
+    return Repository.open(store, passphrase)

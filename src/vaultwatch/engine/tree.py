@@ -1,0 +1,164 @@
+"""Trees: one directory's entries, stored as a compact JSON blob of type tree.
+
+A node's name is kept as UTF-8 text when it decodes, else as base64 of the raw
+bytes (``name_b64``), so non-UTF-8 names round-trip exactly. The same applies
+to symlink targets (``target`` / ``target_b64``). Extended attribute values
+are base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaultwatch.engine.errors import IntegrityError
+
+FILE = "file"
+DIR = "dir"
+SYMLINK = "symlink"
+FIFO = "fifo"
+CHARDEV = "chardev"
+BLOCKDEV = "blockdev"
+NODE_TYPES = (FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV)
+
+
+def _encode_bytes(doc: dict[str, Any], key: str, raw: bytes) -> None:
+    try:
+        doc[key] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        doc[key + "_b64"] = base64.b64encode(raw).decode()
+
+
+def _decode_bytes(doc: dict[str, Any], key: str) -> bytes | None:
+    if key in doc:
+        return str(doc[key]).encode("utf-8")
+    if key + "_b64" in doc:
+        return base64.b64decode(doc[key + "_b64"])
+    return None
+
+
+@dataclass
+class Node:
+    """One directory entry with the metadata a restore puts back."""
+
+    name: bytes
+    type: str
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    atime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
+    device: int = 0
+    links: int = 1
+    size: int = 0
+    content: list[bytes] = field(default_factory=list)
+    subtree: bytes | None = None
+    target: bytes | None = None
+    rdev: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """The name for people (undecodable bytes escaped)."""
+        return os.fsdecode(self.name)
+
+    def to_doc(self) -> dict[str, Any]:
+        """JSON-ready dict; empty fields are left out to keep trees small."""
+        doc: dict[str, Any] = {"type": self.type}
+        _encode_bytes(doc, "name", self.name)
+        for key in (
+            "mode",
+            "uid",
+            "gid",
+            "user",
+            "group",
+            "mtime_ns",
+            "atime_ns",
+            "ctime_ns",
+            "inode",
+            "device",
+            "size",
+            "rdev",
+            "error",
+        ):
+            value = getattr(self, key)
+            if value:
+                doc[key] = value
+        if self.links != 1:
+            doc["links"] = self.links
+        if self.content:
+            doc["content"] = [c.hex() for c in self.content]
+        if self.subtree is not None:
+            doc["subtree"] = self.subtree.hex()
+        if self.target is not None:
+            _encode_bytes(doc, "target", self.target)
+        if self.xattrs:
+            doc["xattrs"] = {
+                k: base64.b64encode(v).decode() for k, v in sorted(self.xattrs.items())
+            }
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Node:
+        """Parse one node of a tree blob."""
+        name = _decode_bytes(doc, "name")
+        if name is None or doc.get("type") not in NODE_TYPES:
+            raise ValueError("node without name or with unknown type")
+        return cls(
+            name=name,
+            type=doc["type"],
+            mode=int(doc.get("mode", 0)),
+            uid=int(doc.get("uid", 0)),
+            gid=int(doc.get("gid", 0)),
+            user=str(doc.get("user", "")),
+            group=str(doc.get("group", "")),
+            mtime_ns=int(doc.get("mtime_ns", 0)),
+            atime_ns=int(doc.get("atime_ns", 0)),
+            ctime_ns=int(doc.get("ctime_ns", 0)),
+            inode=int(doc.get("inode", 0)),
+            device=int(doc.get("device", 0)),
+            links=int(doc.get("links", 1)),
+            size=int(doc.get("size", 0)),
+            content=[bytes.fromhex(c) for c in doc.get("content", [])],
+            subtree=bytes.fromhex(doc["subtree"]) if "subtree" in doc else None,
+            target=_decode_bytes(doc, "target"),
+            rdev=int(doc.get("rdev", 0)),
+            xattrs={k: base64.b64decode(v) for k, v in doc.get("xattrs", {}).items()},
+            error=str(doc.get("error", "")),
+        )
+
+
+@dataclass
+class Tree:
+    """A directory listing, sorted by raw name so equal directories encode identically."""
+
+    nodes: list[Node] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (sorted nodes, no spaces): equal trees dedup to one blob."""
+        nodes = sorted(self.nodes, key=lambda n: n.name)
+        return json.dumps({"nodes": [n.to_doc() for n in nodes]}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, tree_id: str = "") -> Tree:
+        """Parse a tree blob; IntegrityError when malformed."""
+        try:
+            doc = json.loads(data)
+            return cls([Node.from_doc(n) for n in doc["nodes"]])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"tree {tree_id[:8]} is malformed: {exc}") from None
+
+    def find(self, name: bytes) -> Node | None:
+        """The node with this name."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None
