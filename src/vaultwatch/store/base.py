@@ -70,9 +70,30 @@ class Store(Protocol):
         ...
 
 
+TEMP_PREFIX = ".tmp-"
+"""Reserved for a store's in-flight writes, so a crash leftover can never pass for an object."""
+
+
 def check_name(name: str) -> str:
     """Refuse names that could escape the store (``..``, absolute, empty parts, odd characters)."""
     parts = name.split("/")
     if not name or any(p in ("", ".", "..") for p in parts) or not set(name) - {"/"} <= _ALLOWED:
         raise InvalidObjectNameError(f"invalid object name: {name!r}")
+    if any(p.startswith(TEMP_PREFIX) for p in parts):
+        raise InvalidObjectNameError(f"invalid object name: {name!r} ({TEMP_PREFIX!r} is reserved)")
     return name
+
+
+def check_prefix(prefix: str) -> str:
+    """Refuse listing prefixes that could leave the store; the last part may be partial."""
+    if not prefix:
+        return prefix
+    head, slash, tail = prefix.rpartition("/")
+    if slash:
+        try:
+            check_name(head)
+        except InvalidObjectNameError:
+            raise InvalidObjectNameError(f"invalid object name prefix: {prefix!r}") from None
+    if not set(tail) <= _ALLOWED:
+        raise InvalidObjectNameError(f"invalid object name prefix: {prefix!r}")
+    return prefix

@@ -48,3 +48,9 @@ class RepositoryNotFoundError(StoreError):
 
     exit_code = 10
     http_status = 404
+
+
+class InvalidStoreURLError(StoreError):
+    """A repository URL or store setting cannot be understood."""
+
+    http_status = 400
