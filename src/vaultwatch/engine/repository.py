@@ -487,6 +487,7 @@ class BlobWriter:
         self._pool = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="upload")
         self._inflight = threading.BoundedSemaphore(max_inflight)
         self._futures: list[Future[None]] = []
+        self._futures_lock = threading.Lock()
         self._unsaved: list[PackListing] = []
         self._index_every = index_every
         self.new_blobs = 0
@@ -534,7 +535,9 @@ class BlobWriter:
     def _submit(self, builder: PackBuilder) -> None:
         self._inflight.acquire()
         pack_id, data = builder.finish()
-        self._futures.append(self._pool.submit(self._upload, pack_id, builder, data))
+        future = self._pool.submit(self._upload, pack_id, builder, data)
+        with self._futures_lock:
+            self._futures.append(future)
 
     def _upload(self, pack_id: bytes, builder: PackBuilder, data: bytes) -> None:
         try:
@@ -558,9 +561,13 @@ class BlobWriter:
             self._inflight.release()
 
     def _raise_failures(self) -> None:
-        done = [f for f in self._futures if f.done()]
+        with self._futures_lock:
+            done: list[Future[None]] = []
+            running: list[Future[None]] = []
+            for f in self._futures:
+                (done if f.done() else running).append(f)
+            self._futures = running
         for f in done:
-            self._futures.remove(f)
             f.result()
 
     def flush(self) -> None:
@@ -569,9 +576,10 @@ class BlobWriter:
             builders = [self._builders.pop(t) for t in (DATA, TREE) if t in self._builders]
         for b in builders:
             self._submit(b)
-        for f in self._futures:
+        with self._futures_lock:
+            futures, self._futures = self._futures, []
+        for f in futures:
             f.result()
-        self._futures.clear()
         with self._lock:
             pending, self._unsaved = self._unsaved, []
         if pending:

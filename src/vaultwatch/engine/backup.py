@@ -1,0 +1,478 @@
+"""The backup pipeline: scan, chunk, deduplicate, compress, encrypt, pack, snapshot.
+
+The main thread walks the file system and builds trees; files that changed
+since the parent snapshot are read by ``file_workers`` threads, which cut them
+into chunks and hand batches of chunks to ``hash_workers`` threads for
+hashing and compression (both release the GIL, so both cores stay busy even
+on one large file). Memory stays bounded: each file keeps at most two batches
+in flight, and the pack writer holds at most a few packs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import getpass
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from vaultwatch import __version__
+from vaultwatch.engine.chunker import Chunker
+from vaultwatch.engine.compress import compress
+from vaultwatch.engine.errors import EngineError
+from vaultwatch.engine.metadata import node_from_stat
+from vaultwatch.engine.pack import DATA, TREE
+from vaultwatch.engine.progress import Progress
+from vaultwatch.engine.repository import BlobWriter, Repository
+from vaultwatch.engine.snapshot import Snapshot
+from vaultwatch.engine.tree import DIR, FILE, Node, Tree
+
+BATCH_BYTES = 4 * 1024 * 1024
+READ_BLOCK = 1024 * 1024
+
+
+@dataclass
+class BackupOptions:
+    """What to back up and how."""
+
+    excludes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    parent: str | None = "auto"
+    one_file_system: bool = False
+    file_workers: int = 3
+    hash_workers: int = 2
+    read_retries: int = 2
+
+
+@dataclass
+class FileError:
+    """A path that could not be backed up (or changed while read) and why."""
+
+    path: str
+    message: str
+
+
+@dataclass
+class BackupResult:
+    """What one backup did."""
+
+    snapshot: Snapshot
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    dirs: int = 0
+    bytes_read: int = 0
+    bytes_added: int = 0
+    bytes_stored: int = 0
+    total_bytes: int = 0
+    duration: float = 0.0
+    errors: list[FileError] = field(default_factory=list)
+    warnings: list[FileError] = field(default_factory=list)
+
+
+class Excluder:
+    """Exclude patterns: without a slash they match a name anywhere; with one, the whole path."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.name_patterns = [p for p in patterns if "/" not in p.rstrip("/")]
+        self.path_patterns = [p.rstrip("/") for p in patterns if "/" in p.rstrip("/")]
+
+    def excluded(self, path: bytes, name: bytes) -> bool:
+        """Whether the entry (and, for a directory, everything below it) is left out."""
+        if not (self.name_patterns or self.path_patterns):
+            return False
+        sname, spath = os.fsdecode(name), os.fsdecode(path)
+        return any(fnmatch.fnmatchcase(sname, p) for p in self.name_patterns) or any(
+            fnmatch.fnmatchcase(spath, p) for p in self.path_patterns
+        )
+
+
+@dataclass
+class _FileOutcome:
+    content: list[bytes]
+    size: int
+    st: os.stat_result | None
+    error: str = ""
+    warning: str = ""
+    new_bytes: int = 0
+
+
+@dataclass
+class _DirJob:
+    node: Node
+    entries: list[tuple[Node, Future[_FileOutcome] | _DirJob | None]] = field(default_factory=list)
+    error: str = ""
+
+
+class _Backup:
+    """One run of the pipeline."""
+
+    def __init__(self, repo: Repository, options: BackupOptions, progress: Progress) -> None:
+        self.repo = repo
+        self.options = options
+        self.progress = progress
+        self.excluder = Excluder(options.excludes)
+        self.result_errors: list[FileError] = []
+        self.result_warnings: list[FileError] = []
+        self.counts = {"new": 0, "changed": 0, "unmodified": 0, "dirs": 0}
+        self.bytes_read = 0
+        self.total_bytes = 0
+        self._count_lock = threading.Lock()
+        self._local = threading.local()
+        self._seen_inodes: dict[tuple[int, int], Future[_FileOutcome]] = {}
+        self.root_devices: set[int] = set()
+        self.writer: BlobWriter | None = None
+        self.file_pool: ThreadPoolExecutor | None = None
+        self.hash_pool: ThreadPoolExecutor | None = None
+
+    # -- chunk processing (hash pool) -------------------------------------------------
+
+    def _chunker(self) -> Chunker:
+        c: Chunker | None = getattr(self._local, "chunker", None)
+        if c is None:
+            p = self.repo.config.chunker
+            c = self._local.chunker = Chunker(
+                p.min_size, p.avg_size, p.max_size, self.repo.master.chunker_seed
+            )
+        return c
+
+    def _store_batch(self, chunks: list[bytes]) -> tuple[list[bytes], int]:
+        assert self.writer is not None
+        ids, new_bytes = [], 0
+        for data in chunks:
+            bid = self.repo.blob_id(data)
+            if self.writer.reserve(bid):
+                self.writer.add(DATA, bid, compress(data), len(data))
+                new_bytes += len(data)
+            ids.append(bid)
+        return ids, new_bytes
+
+    # -- file reading (file pool) -----------------------------------------------------
+
+    def _read_once(self, path: bytes) -> _FileOutcome:
+        assert self.hash_pool is not None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
+        try:
+            fd = os.open(path, flags)
+        except PermissionError:
+            fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))
+        with os.fdopen(fd, "rb", buffering=READ_BLOCK) as f:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise OSError(errno.EINVAL, "no longer a regular file")
+            content: list[bytes] = []
+            pending: list[Future[tuple[list[bytes], int]]] = []
+            batch: list[bytes] = []
+            batch_bytes = size = new_bytes = 0
+
+            def drain(limit: int) -> None:
+                nonlocal new_bytes
+                while len(pending) > limit:
+                    ids, nb = pending.pop(0).result()
+                    content.extend(ids)
+                    new_bytes += nb
+
+            for chunk in self._chunker().chunks(f):
+                batch.append(chunk)
+                batch_bytes += len(chunk)
+                size += len(chunk)
+                self.progress.add(len(chunk))
+                if batch_bytes >= BATCH_BYTES:
+                    pending.append(self.hash_pool.submit(self._store_batch, batch))
+                    batch, batch_bytes = [], 0
+                    drain(1)
+            if batch:
+                pending.append(self.hash_pool.submit(self._store_batch, batch))
+            drain(0)
+            after = os.fstat(fd)
+        changed = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
+            after.st_size,
+            after.st_mtime_ns,
+            after.st_ctime_ns,
+        ) or size != after.st_size
+        return _FileOutcome(
+            content,
+            size,
+            after,
+            warning="changed while being read" if changed else "",
+            new_bytes=new_bytes,
+        )
+
+    def _read_file(self, path: bytes) -> _FileOutcome:
+        attempts = self.options.read_retries + 1
+        outcome: _FileOutcome | None = None
+        for attempt in range(attempts):
+            try:
+                outcome = self._read_once(path)
+            except OSError as exc:
+                return _FileOutcome([], 0, None, error=exc.strerror or str(exc))
+            with self._count_lock:
+                self.bytes_read += outcome.size
+            if not outcome.warning:
+                return outcome
+            if attempt + 1 < attempts:
+                self.progress.add(-outcome.size)
+                time.sleep(0.05)
+        assert outcome is not None
+        return outcome
+
+    # -- scanning (main thread) -------------------------------------------------------
+
+    def _parent_match(self, node: Node, old: Node | None) -> bool:
+        if old is None or old.type != FILE or node.type != FILE:
+            return False
+        if (old.size, old.mtime_ns, old.ctime_ns, old.inode) != (
+            node.size,
+            node.mtime_ns,
+            node.ctime_ns,
+            node.inode,
+        ):
+            return False
+        return all(self.repo.has_blob(b) for b in old.content)
+
+    def _submit_file(self, path: bytes, node: Node) -> Future[_FileOutcome]:
+        assert self.file_pool is not None
+        key = (node.device, node.inode)
+        if node.links > 1:
+            seen = self._seen_inodes.get(key)
+            if seen is not None:
+                return seen
+        fut = self.file_pool.submit(self._read_file, path)
+        if node.links > 1:
+            self._seen_inodes[key] = fut
+        return fut
+
+    def _scan_dir(self, path: bytes, node: Node, parent_tree: Tree | None) -> _DirJob:
+        job = _DirJob(node)
+        self.counts["dirs"] += 1
+        try:
+            with os.scandir(path) as it:
+                names = sorted(e.name for e in it)
+        except OSError as exc:
+            job.error = exc.strerror or str(exc)
+            self.result_errors.append(
+                FileError(os.fsdecode(path), f"cannot list directory: {job.error}")
+            )
+            return job
+        for name in names:
+            child_path = os.path.join(path, name)
+            if self.excluder.excluded(child_path, name):
+                continue
+            old = parent_tree.find(name) if parent_tree is not None else None
+            self._scan_entry(job, child_path, name, old)
+        return job
+
+    def _scan_entry(self, job: _DirJob, path: bytes, name: bytes, old: Node | None) -> None:
+        try:
+            st = os.lstat(path)
+            node = node_from_stat(name, path, st)
+        except FileNotFoundError:
+            return  # deleted since the directory was listed: nothing to back up
+        except OSError as exc:
+            self.result_errors.append(FileError(os.fsdecode(path), exc.strerror or str(exc)))
+            return
+        if node is None:
+            return  # sockets and other unsupported kinds
+        if node.type == DIR:
+            if self.options.one_file_system and st.st_dev not in self.root_devices:
+                job.entries.append((node, None))  # keep the mount point, not its content
+                return
+            old_tree = None
+            if old is not None and old.type == DIR and old.subtree is not None:
+                with contextlib.suppress(Exception):
+                    old_tree = self.repo.load_tree(old.subtree)
+            job.entries.append((node, self._scan_dir(path, node, old_tree)))
+            return
+        if node.type == FILE:
+            self.progress.add_total(node.size, 1)
+            with self._count_lock:
+                self.total_bytes += node.size
+            if self._parent_match(node, old):
+                assert old is not None
+                node.content = list(old.content)
+                self.counts["unmodified"] += 1
+                self.progress.add(node.size, 1)
+                job.entries.append((node, None))
+                return
+            self.counts["changed" if old is not None and old.type == FILE else "new"] += 1
+            job.entries.append((node, self._submit_file(path, node)))
+            return
+        job.entries.append((node, None))
+
+    # -- trees (main thread, post-order) ------------------------------------------------
+
+    def _finish_dir(self, job: _DirJob, path: bytes) -> bytes:
+        assert self.writer is not None
+        tree = Tree()
+        for node, pending in job.entries:
+            child = os.path.join(path, node.name)
+            if isinstance(pending, _DirJob):
+                node.subtree = self._finish_dir(pending, child)
+            elif pending is not None:
+                outcome = pending.result()
+                if outcome.error:
+                    self.result_errors.append(FileError(os.fsdecode(child), outcome.error))
+                    continue
+                if outcome.warning:
+                    self.result_warnings.append(FileError(os.fsdecode(child), outcome.warning))
+                    node.error = outcome.warning
+                node.content = outcome.content
+                node.size = outcome.size
+                self.progress.add(files=1)
+            elif node.type == DIR and node.subtree is None:
+                node.subtree, _ = self.writer.save(TREE, Tree().to_bytes())
+            tree.nodes.append(node)
+        if job.error:
+            job.node.error = job.error
+        bid, _ = self.writer.save(TREE, tree.to_bytes())
+        return bid
+
+    def run(self, paths: list[str], parent: Snapshot | None) -> tuple[bytes, list[str]]:
+        """Back up ``paths``; returns the root tree id and the normalized paths."""
+        targets = _normalize(paths)
+        for t in targets:
+            self.root_devices.add(os.lstat(t).st_dev)
+        parent_root = self.repo.load_tree(parent.tree) if parent is not None else None
+        root = _DirJob(Node(name=b"", type=DIR))
+        for target in targets:
+            self._add_target(root, os.fsencode(target), parent_root)
+        assert self.writer is not None
+        return self._finish_dir(root, b"/"), targets
+
+    def _add_target(self, root: _DirJob, target: bytes, parent_root: Tree | None) -> None:
+        """Place one backed-up path under the root, creating its ancestors' nodes."""
+        parts = [p for p in target.split(b"/") if p]
+        job, old_tree, prefix = root, parent_root, b"/"
+        for i, part in enumerate(parts):
+            path = os.path.join(prefix, part)
+            old = old_tree.find(part) if old_tree is not None else None
+            if i == len(parts) - 1:
+                self._scan_entry(job, path, part, old)
+                return
+            existing = next(
+                (p for n, p in job.entries if n.name == part and isinstance(p, _DirJob)), None
+            )
+            if existing is None:
+                st = os.lstat(path)
+                node = node_from_stat(part, path, st)
+                assert node is not None
+                existing = _DirJob(node)
+                job.entries.append((node, existing))
+            job = existing
+            old_tree = (
+                self.repo.load_tree(old.subtree)
+                if old is not None and old.type == DIR and old.subtree is not None
+                else None
+            )
+            prefix = path
+
+
+def _normalize(paths: list[str]) -> list[str]:
+    """Absolute, existing, de-duplicated paths; nested ones are covered by their ancestor."""
+    if not paths:
+        raise EngineError("nothing to back up: give at least one path")
+    out: list[str] = []
+    for p in sorted({os.path.abspath(p) for p in paths}):
+        if not os.path.lexists(p):
+            raise EngineError(f"{p} does not exist")
+        if any(p == o or p.startswith(o.rstrip("/") + "/") for o in out):
+            continue
+        out.append(p)
+    return out
+
+
+def _find_parent(
+    repo: Repository, options: BackupOptions, paths: list[str], host: str
+) -> Snapshot | None:
+    if options.parent is None:
+        return None
+    if options.parent != "auto":
+        return repo.find_snapshot(options.parent)
+    candidates = [
+        s for s in repo.snapshots() if s.hostname == host and sorted(s.paths) == sorted(paths)
+    ]
+    return candidates[-1] if candidates else None
+
+
+def backup(
+    repo: Repository,
+    paths: list[str],
+    options: BackupOptions | None = None,
+    progress: Progress | None = None,
+) -> BackupResult:
+    """Back up ``paths`` into a new snapshot; unreadable files are reported, not fatal."""
+    options = options or BackupOptions()
+    progress = progress or Progress()
+    host = options.hostname or socket.gethostname()
+    started = time.monotonic()
+    norm = _normalize(paths)
+    with repo.lock(exclusive=False, purpose="backup"):
+        repo.load_index()
+        orphans = repo.unindexed_packs()
+        if orphans:
+            progress.phase = "adopting packs of an interrupted backup"
+            repo.adopt_packs(orphans)
+        parent = _find_parent(repo, options, norm, host)
+        run = _Backup(repo, options, progress)
+        progress.phase = "backing up"
+        with (
+            repo.writer() as writer,
+            ThreadPoolExecutor(options.hash_workers, thread_name_prefix="hash") as hash_pool,
+            ThreadPoolExecutor(options.file_workers, thread_name_prefix="read") as file_pool,
+        ):
+            run.writer, run.hash_pool, run.file_pool = writer, hash_pool, file_pool
+            tree_id, norm = run.run(norm, parent)
+            progress.phase = "saving"
+            writer.flush()
+        duration = time.monotonic() - started
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = str(os.getuid())
+        result = BackupResult(
+            snapshot=Snapshot(
+                datetime.now(UTC),
+                tree_id,
+                norm,
+                host,
+                user,
+                list(options.tags),
+                parent.id if parent else None,
+                program_version=f"vaultwatch {__version__}",
+            ),
+            files_new=run.counts["new"],
+            files_changed=run.counts["changed"],
+            files_unmodified=run.counts["unmodified"],
+            dirs=run.counts["dirs"],
+            bytes_read=run.bytes_read,
+            bytes_added=writer.new_raw_bytes,
+            bytes_stored=writer.stored_bytes,
+            total_bytes=run.total_bytes,
+            duration=duration,
+            errors=run.result_errors,
+            warnings=run.result_warnings,
+        )
+        result.snapshot.summary = {
+            "files_new": result.files_new,
+            "files_changed": result.files_changed,
+            "files_unmodified": result.files_unmodified,
+            "dirs": result.dirs,
+            "bytes_read": result.bytes_read,
+            "bytes_added": result.bytes_added,
+            "bytes_stored": result.bytes_stored,
+            "total_bytes": result.total_bytes,
+            "duration": round(duration, 3),
+            "errors": len(result.errors),
+        }
+        repo.save_snapshot(result.snapshot)
+        progress.phase = "done"
+        return result
