@@ -1,0 +1,331 @@
+"""Engines, sessions and migrations for the catalog.
+
+SQLite (in WAL mode) is the embedded default; PostgreSQL through psycopg 3 is
+the engine several server nodes share. Code above this module never branches
+on the engine: concurrency-sensitive writes are single conditional statements
+(UPDATE ... WHERE, INSERT ... ON CONFLICT) guarded by constraints, which are
+correct under PostgreSQL's READ COMMITTED and under SQLite's one-writer lock.
+
+On SQLite the driver opens a transaction at the first write, so reads before
+it see the latest committed data and a transaction never has to upgrade a
+stale read snapshot to a write lock (which SQLite would refuse at once with
+"database is locked" instead of waiting).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from vaultwatch.catalog.errors import CatalogSchemaError, TenantScopeError
+from vaultwatch.catalog.models import HasTenant, Tenant
+from vaultwatch.catalog.types import utcnow
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: How long a SQLite connection waits for the write lock before failing.
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+#: Key of the session-level advisory lock that serializes migrations on PostgreSQL,
+#: so server nodes starting together don't migrate twice.
+_MIGRATION_LOCK_KEY = 0x5641554C54  # "VAULT"
+
+_TENANT_KEY = "vaultwatch_tenant_id"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Use psycopg 3 for every PostgreSQL URL, whatever driver (if any) it names."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
+    """Create an engine configured for the catalog on SQLite or PostgreSQL.
+
+    SQLite gets WAL (readers never block the writer), foreign keys (off by
+    default in SQLite), a busy timeout (writers queue instead of failing) and
+    connections shareable across threads. An in-memory database uses a single
+    shared connection, so every thread sees the same data.
+    PostgreSQL connections report times in UTC and are checked before use, so
+    a database restart costs one retry, not an error.
+    """
+    parsed = normalize_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _make_sqlite_engine(parsed, echo=echo)
+    if backend == "postgresql":
+        return create_engine(
+            parsed,
+            echo=echo,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={
+                "options": "-c timezone=UTC",
+                "application_name": "vaultwatch",
+                "connect_timeout": 10,
+            },
+        )
+    raise ValueError(f"unsupported catalog database {backend!r}: use sqlite:// or postgresql://")
+
+
+def _make_sqlite_engine(url: URL, *, echo: bool) -> Engine:
+    connect_args: dict[str, Any] = {
+        "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+        "check_same_thread": False,
+    }
+    memory = _is_memory_sqlite(url)
+    if memory:
+        engine = create_engine(url, echo=echo, poolclass=StaticPool, connect_args=connect_args)
+    else:
+        assert url.database is not None
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+            connect_args=connect_args,
+        )
+
+    @event.listens_for(engine, "connect")
+    def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable in WAL mode except for the last commits on power loss.
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+class CatalogSession(Session):
+    """A session that may be scoped to one tenant.
+
+    A scoped session only ever sees that tenant's rows (every ORM query,
+    relationship load and `get`), and refuses to write rows of another tenant;
+    new rows without a tenant get the scope's. This makes "the tenant comes
+    from the credential" hold by construction rather than by care in each query.
+    Core statements on `Table` objects bypass it: use ORM entities.
+    """
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None:
+        """The tenant this session is scoped to, or None for a service-wide session."""
+        value = self.info.get(_TENANT_KEY)
+        return value if isinstance(value, uuid.UUID) else None
+
+
+def session_tenant(session: Session) -> uuid.UUID | None:
+    """The tenant a session is scoped to (None when service-wide or not a CatalogSession)."""
+    value = session.info.get(_TENANT_KEY)
+    return value if isinstance(value, uuid.UUID) else None
+
+
+@event.listens_for(CatalogSession, "do_orm_execute")
+def _scope_queries(state: ORMExecuteState) -> None:
+    tenant_id = session_tenant(state.session)
+    if tenant_id is None:
+        return
+    if state.is_column_load or state.is_relationship_load:
+        return  # the criteria added to the parent statement already travel with these
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = state.statement.options(
+            with_loader_criteria(
+                HasTenant,
+                lambda cls: cls.tenant_id == tenant_id,
+                include_aliases=True,
+            ),
+            with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True),
+        )
+
+
+@event.listens_for(CatalogSession, "before_flush")
+def _guard_tenant_writes(session: Session, _context: Any, _instances: Any) -> None:
+    tenant_id = session_tenant(session)
+    if tenant_id is None:
+        return
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Tenant):
+            if obj.id is not None and obj.id != tenant_id:
+                raise TenantScopeError("a tenant-scoped session may not change other tenants")
+            if obj in session.new:
+                raise TenantScopeError("a tenant-scoped session may not create tenants")
+        elif isinstance(obj, HasTenant):
+            owner = getattr(obj, "tenant_id", None)
+            if owner is None and obj in session.new:
+                obj.tenant_id = tenant_id  # type: ignore[attr-defined]
+            elif owner != tenant_id:
+                raise TenantScopeError(
+                    f"{type(obj).__name__} belongs to another tenant than this session's"
+                )
+
+
+class Catalog:
+    """The catalog database: one engine and a factory of short transactions.
+
+    `session()` is the unit of work: it commits when the block ends normally
+    and rolls back on any exception, so a half-done change never lands.
+    Objects stay readable after the block (no expiry on commit) so callers can
+    render what they just wrote.
+    """
+
+    def __init__(self, url_or_engine: str | URL | Engine, *, echo: bool = False) -> None:
+        if isinstance(url_or_engine, Engine):
+            self.engine = url_or_engine
+        else:
+            self.engine = make_engine(url_or_engine, echo=echo)
+        self._sessions = sessionmaker(
+            bind=self.engine, class_=CatalogSession, expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self, *, tenant_id: uuid.UUID | None = None) -> Iterator[CatalogSession]:
+        """A transaction; with `tenant_id`, one that sees and writes only that tenant's rows."""
+        session = self._sessions()
+        if tenant_id is not None:
+            session.info[_TENANT_KEY] = tenant_id
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to `revision` (see `upgrade`)."""
+        upgrade(self.engine, revision)
+
+    def check_schema(self) -> None:
+        """Refuse to run against a database whose schema is not at this code's head."""
+        current, head = current_revision(self.engine), head_revision()
+        if current != head:
+            raise CatalogSchemaError(
+                f"catalog schema is at {current or 'nothing'}, this version needs {head}: "
+                "run the catalog upgrade"
+            )
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def alembic_config(url: str | URL | None = None) -> Config:
+    """An Alembic configuration pointing at the packaged migrations; no alembic.ini needed."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
+    if url is not None:
+        rendered = normalize_url(url).render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the catalog ships at least one migration"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
+    """Migrate the database at `target` to `revision`; a no-op when already there.
+
+    On SQLite, foreign keys are off while migrating (Alembic rebuilds tables
+    to alter them, and a rebuild must not cascade) and checked afterwards.
+    On PostgreSQL an advisory lock makes concurrent starts migrate once.
+    """
+    _run_migration(target, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(target: str | URL | Engine, revision: str) -> None:
+    """Migrate the database at `target` back to `revision` (`base` empties it)."""
+    _run_migration(target, lambda config: command.downgrade(config, revision))
+
+
+def _run_migration(target: str | URL | Engine, run: Any) -> None:
+    engine = target if isinstance(target, Engine) else make_engine(target)
+    try:
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            else:
+                connection.execute(
+                    text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            connection.commit()
+            try:
+                config = alembic_config(engine.url)
+                config.attributes["connection"] = connection
+                run(config)
+                connection.commit()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise CatalogSchemaError(f"migration broke foreign keys: {broken[:5]}")
+            finally:
+                connection.rollback()
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+                else:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
+                connection.commit()
+    finally:
+        if not isinstance(target, Engine):
+            engine.dispose()
+
+
+def database_now(session: Session) -> datetime:
+    """The time by the database's clock, which every node sharing it agrees on.
+
+    PostgreSQL's `clock_timestamp()` is the real time (unlike `now()`, which
+    stops at the start of the transaction). A SQLite catalog is a local file,
+    so every process using it shares this host's clock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.execute(select(func.clock_timestamp())).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    return utcnow()

@@ -1,0 +1,280 @@
+"""Enrolling agents: single-use tokens in, per-agent credentials out.
+
+A tenant admin (or the SOC) creates an enrollment token; the installer on the
+customer's server redeems it once and receives the agent's own credential,
+which it uses from then on. Both secrets are random, shown once, and stored
+only as keyed digests (see `vaultwatch.catalog.security`).
+
+Redeeming claims the token with one conditional UPDATE (unused and not
+expired), so when two servers present the same token at once exactly one
+enrolls and the other is told the token is used.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from vaultwatch.catalog import audit
+from vaultwatch.catalog.db import database_now
+from vaultwatch.catalog.errors import (
+    AgentNotFoundError,
+    EnrollmentTokenExpiredError,
+    EnrollmentTokenUnknownError,
+    EnrollmentTokenUsedError,
+    InvalidCredentialError,
+    ValidationError,
+)
+from vaultwatch.catalog.models import Agent, AgentCredential, EnrollmentToken
+from vaultwatch.catalog.security import (
+    TokenPurpose,
+    new_token,
+    token_digest,
+    token_has_purpose,
+    token_prefix,
+    verify_token,
+)
+from vaultwatch.catalog.tenants import get_tenant
+
+DEFAULT_ENROLLMENT_TTL = timedelta(hours=24)
+MAX_ENROLLMENT_TTL = timedelta(days=30)
+MAX_HOSTNAME_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class IssuedEnrollmentToken:
+    """A new token: the row, and the plaintext to hand over once (it is not stored)."""
+
+    token: EnrollmentToken
+    plaintext: str
+
+
+@dataclass(frozen=True)
+class EnrolledAgent:
+    """A newly enrolled agent and its credential (shown once, not stored)."""
+
+    agent: Agent
+    credential: str
+
+
+def create_enrollment_token(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    key: bytes,
+    created_by: str,
+    ttl: timedelta = DEFAULT_ENROLLMENT_TTL,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> IssuedEnrollmentToken:
+    """Create a single-use token that enrolls one server into `tenant_id` before `ttl` ends."""
+    if not timedelta(0) < ttl <= MAX_ENROLLMENT_TTL:
+        raise ValidationError(
+            f"enrollment token lifetime must be between 0 and {MAX_ENROLLMENT_TTL}"
+        )
+    if note is not None and len(note) > 200:
+        raise ValidationError("enrollment token note must be at most 200 characters")
+    get_tenant(session, tenant_id)
+    now = now or database_now(session)
+    plaintext, digest = new_token(TokenPurpose.ENROLLMENT, key)
+    token = EnrollmentToken(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        prefix=token_prefix(plaintext),
+        digest=digest,
+        created_by=created_by,
+        note=note,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(token)
+    audit.record(
+        session,
+        created_by,
+        "enrollment_token.create",
+        tenant_id,
+        target=f"enrollment_token:{token.id}",
+        details={"token_prefix": token.prefix, "expires_at": token.expires_at.isoformat()},
+        at=now,
+    )
+    session.flush()
+    return IssuedEnrollmentToken(token=token, plaintext=plaintext)
+
+
+def _normalize_hostname(hostname: str) -> str:
+    hostname = hostname.strip()
+    if not hostname or len(hostname) > MAX_HOSTNAME_LENGTH:
+        raise ValidationError(f"hostname must be 1 to {MAX_HOSTNAME_LENGTH} characters")
+    if not hostname.isprintable() or any(char.isspace() for char in hostname):
+        raise ValidationError("hostname must not contain spaces or control characters")
+    return hostname
+
+
+def _find_token(session: Session, plaintext: str, key: bytes) -> EnrollmentToken:
+    if not token_has_purpose(plaintext, TokenPurpose.ENROLLMENT):
+        raise EnrollmentTokenUnknownError("this is not an enrollment token")
+    candidates = session.execute(
+        select(EnrollmentToken).where(EnrollmentToken.prefix == token_prefix(plaintext))
+    ).scalars()
+    for candidate in candidates:
+        if verify_token(plaintext, candidate.digest, TokenPurpose.ENROLLMENT, key):
+            return candidate
+    raise EnrollmentTokenUnknownError("unknown enrollment token")
+
+
+def redeem_enrollment_token(
+    session: Session,
+    plaintext: str,
+    *,
+    key: bytes,
+    hostname: str,
+    now: datetime | None = None,
+) -> EnrolledAgent:
+    """Enroll a server with a token: a new agent in the token's tenant, with its credential.
+
+    Refuses unknown, used and expired tokens with distinct errors, so the
+    installer can tell the person what to do (ask for a new token, or check
+    which server already used it).
+    """
+    hostname = _normalize_hostname(hostname)
+    token = _find_token(session, plaintext, key)
+    now = now or database_now(session)
+    if token.used_at is not None:
+        raise EnrollmentTokenUsedError(
+            f"enrollment token {token.prefix}… was already used at {token.used_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if token.expires_at <= now:
+        raise EnrollmentTokenExpiredError(
+            f"enrollment token {token.prefix}… expired at {token.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+    claimed = session.execute(
+        update(EnrollmentToken)
+        .where(
+            EnrollmentToken.id == token.id,
+            EnrollmentToken.used_at.is_(None),
+            EnrollmentToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(claimed, CursorResult)
+    if claimed.rowcount != 1:
+        raise EnrollmentTokenUsedError(f"enrollment token {token.prefix}… was already used")
+
+    agent = Agent(id=uuid.uuid4(), tenant_id=token.tenant_id, hostname=hostname, enrolled_at=now)
+    session.add(agent)
+    session.flush()
+    credential = issue_agent_credential(session, agent, key=key, now=now)
+    session.execute(
+        update(EnrollmentToken)
+        .where(EnrollmentToken.id == token.id)
+        .values(agent_id=agent.id)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(token, "used_at", now)
+    set_committed_value(token, "agent_id", agent.id)
+    audit.record(
+        session,
+        audit.agent_actor(agent.id),
+        "agent.enroll",
+        token.tenant_id,
+        target=f"agent:{agent.id}",
+        details={"hostname": hostname, "token_prefix": token.prefix},
+        at=now,
+    )
+    session.flush()
+    return EnrolledAgent(agent=agent, credential=credential)
+
+
+def issue_agent_credential(
+    session: Session, agent: Agent, *, key: bytes, now: datetime | None = None
+) -> str:
+    """Give `agent` a new credential and return its plaintext (older ones stay valid).
+
+    Keeping the old ones until they are revoked lets an agent switch over
+    without a window in which it cannot authenticate.
+    """
+    plaintext, digest = new_token(TokenPurpose.AGENT_CREDENTIAL, key)
+    credential = AgentCredential(
+        tenant_id=agent.tenant_id,
+        agent_id=agent.id,
+        prefix=token_prefix(plaintext),
+        digest=digest,
+        created_at=now or database_now(session),
+    )
+    session.add(credential)
+    session.flush()
+    return plaintext
+
+
+def revoke_agent_credentials(
+    session: Session,
+    agent_id: uuid.UUID,
+    *,
+    actor: str,
+    keep: str | None = None,
+    key: bytes | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Revoke an agent's credentials (all, or all but `keep`); returns how many.
+
+    Use it after a rotation (keep the new one) or when a server is
+    compromised (keep none).
+    """
+    agent = session.get(Agent, agent_id)
+    if agent is None:
+        raise AgentNotFoundError(f"no agent with id {agent_id}")
+    now = now or database_now(session)
+    statement = update(AgentCredential).where(
+        AgentCredential.agent_id == agent_id, AgentCredential.revoked_at.is_(None)
+    )
+    if keep is not None:
+        if key is None:
+            raise ValidationError("revoking all but one credential needs the token key")
+        statement = statement.where(
+            AgentCredential.digest != token_digest(keep, TokenPurpose.AGENT_CREDENTIAL, key)
+        )
+    result = session.execute(
+        statement.values(revoked_at=now).execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    audit.record(
+        session,
+        actor,
+        "agent.credentials_revoke",
+        agent.tenant_id,
+        target=f"agent:{agent_id}",
+        details={"revoked": result.rowcount, "kept_one": keep is not None},
+        at=now,
+    )
+    return result.rowcount
+
+
+def authenticate_agent(session: Session, credential: str, *, key: bytes) -> Agent:
+    """The agent (with its tenant loaded) that owns `credential`.
+
+    Refuses unknown and revoked credentials and retired agents with one
+    error: the caller learns nothing about which it was.
+    """
+    if not token_has_purpose(credential, TokenPurpose.AGENT_CREDENTIAL):
+        raise InvalidCredentialError("invalid agent credential")
+    candidates = session.execute(
+        select(AgentCredential)
+        .where(
+            AgentCredential.prefix == token_prefix(credential),
+            AgentCredential.revoked_at.is_(None),
+        )
+        .options(joinedload(AgentCredential.agent).joinedload(Agent.tenant))
+    ).scalars()
+    for candidate in candidates:
+        if verify_token(credential, candidate.digest, TokenPurpose.AGENT_CREDENTIAL, key):
+            if candidate.agent.retired_at is not None:
+                break
+            return candidate.agent
+    raise InvalidCredentialError("invalid agent credential")

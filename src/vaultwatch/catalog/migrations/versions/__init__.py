@@ -1,0 +1,1 @@
+"""One file per catalog revision, applied in order by Alembic."""
