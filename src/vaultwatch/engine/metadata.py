@@ -69,7 +69,11 @@ def read_xattrs(path: bytes) -> dict[str, bytes]:
 
 
 def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node | None:
-    """A Node describing ``path`` (content and subtree are filled in later)."""
+    """A Node describing ``path`` (content and subtree are filled in later).
+
+    Access times are not recorded: reading a directory changes its atime, and
+    recording it would make every tree new at every backup.
+    """
     kind = node_type(st.st_mode)
     if kind is None:
         return None
@@ -82,7 +86,6 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node | None:
         user=user_name(st.st_uid),
         group=group_name(st.st_gid),
         mtime_ns=st.st_mtime_ns,
-        atime_ns=st.st_atime_ns,
         ctime_ns=st.st_ctime_ns,
         inode=st.st_ino,
         device=st.st_dev,

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Regenerates requirements.lock from pyproject.toml in a throwaway venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install -q --upgrade pip
+"$tmp/venv/bin/pip" install -q -e ".[dev]"
+{ echo "# Pinned versions of every runtime and test dependency; regenerate with scripts/lock.sh"
+  "$tmp/venv/bin/pip" freeze --exclude-editable; } > requirements.lock
+rm -rf "$tmp"
+echo "requirements.lock updated"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs and starts what the test suite talks to for real: PostgreSQL, and the
+# file-system tools the round-trip tests use (attr for extended attributes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v setfattr >/dev/null 2>&1 || need+=(attr)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ -x scripts/ensure-postgres.sh ]; then
+  scripts/ensure-postgres.sh >/dev/null
+fi
