@@ -48,3 +48,21 @@ class UnsafePathError(EngineError):
 
 class KeySlotError(EngineError):
     """A key slot operation is not allowed (e.g. removing the last passphrase)."""
+
+
+class PathNotFoundError(EngineError):
+    """A path asked for does not exist in the snapshot."""
+
+    http_status = 404
+
+
+class PolicyError(EngineError):
+    """A retention policy or one of its durations is invalid, or would keep nothing."""
+
+
+class PruneRefusedError(EngineError):
+    """Prune found missing or damaged data and stopped before changing anything."""
+
+
+class CheckFailedError(EngineError):
+    """check found errors (raised only by callers that want an exception, e.g. the CLI)."""
