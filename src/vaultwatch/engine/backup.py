@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from vaultwatch import __version__
 from vaultwatch.engine.chunker import Chunker
@@ -39,6 +40,25 @@ BATCH_BYTES = 4 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
 
 
+class FileCache(Protocol):
+    """Files already backed up by an interrupted run of the same job (the agent's journal).
+
+    A file whose path and (size, mtime, ctime, inode) match an entry is not
+    read again: its recorded content is reused when every blob is stored.
+    """
+
+    def get(self, path: bytes, node: Node) -> list[bytes] | None:
+        """The content ids recorded for this path and metadata, if any."""
+        ...
+
+    def put(self, path: bytes, node: Node, content: list[bytes]) -> None:
+        """Record a file whose content is now fully handed to the pack writer.
+
+        Called from worker threads as soon as each file is read.
+        """
+        ...
+
+
 @dataclass
 class BackupOptions:
     """What to back up and how."""
@@ -51,6 +71,7 @@ class BackupOptions:
     file_workers: int = 3
     hash_workers: int = 2
     read_retries: int = 2
+    file_cache: FileCache | None = None
 
 
 @dataclass
@@ -207,7 +228,14 @@ class _Backup:
             new_bytes=new_bytes,
         )
 
-    def _read_file(self, path: bytes) -> _FileOutcome:
+    def _read_file(self, path: bytes, node: Node) -> _FileOutcome:
+        outcome = self._read_with_retries(path)
+        cache = self.options.file_cache
+        if cache is not None and not (outcome.error or outcome.warning):
+            cache.put(path, node, outcome.content)
+        return outcome
+
+    def _read_with_retries(self, path: bytes) -> _FileOutcome:
         attempts = self.options.read_retries + 1
         outcome: _FileOutcome | None = None
         for attempt in range(attempts):
@@ -239,6 +267,15 @@ class _Backup:
             return False
         return all(self.repo.has_blob(b) for b in old.content)
 
+    def _cached_content(self, path: bytes, node: Node) -> list[bytes] | None:
+        cache = self.options.file_cache
+        if cache is None:
+            return None
+        content = cache.get(path, node)
+        if content is None or not all(self.repo.has_blob(b) for b in content):
+            return None
+        return content
+
     def _submit_file(self, path: bytes, node: Node) -> Future[_FileOutcome]:
         assert self.file_pool is not None
         key = (node.device, node.inode)
@@ -246,7 +283,7 @@ class _Backup:
             seen = self._seen_inodes.get(key)
             if seen is not None:
                 return seen
-        fut = self.file_pool.submit(self._read_file, path)
+        fut = self.file_pool.submit(self._read_file, path, node)
         if node.links > 1:
             self._seen_inodes[key] = fut
         return fut
@@ -296,9 +333,9 @@ class _Backup:
             self.progress.add_total(node.size, 1)
             with self._count_lock:
                 self.total_bytes += node.size
-            if self._parent_match(node, old):
-                assert old is not None
-                node.content = list(old.content)
+            cached = self._cached_content(path, node)
+            if cached is not None or self._parent_match(node, old):
+                node.content = list(cached if cached is not None else old.content)  # type: ignore[union-attr]
                 self.counts["unmodified"] += 1
                 self.progress.add(node.size, 1)
                 job.entries.append((node, None))
@@ -328,6 +365,7 @@ class _Backup:
                 node.content = outcome.content
                 node.size = outcome.size
                 self.progress.add(files=1)
+
             elif node.type == DIR and node.subtree is None:
                 node.subtree, _ = self.writer.save(TREE, Tree().to_bytes())
             tree.nodes.append(node)
