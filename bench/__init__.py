@@ -1,0 +1,1 @@
+"""Benchmarks of vaultwatch against restic and borg on the same generated data."""
