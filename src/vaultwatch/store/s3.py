@@ -170,7 +170,7 @@ class S3Store:
             region_name=self._region,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
             max_pool_connections=32,  # the engine uploads from a thread pool
             # S3-compatible servers rarely resolve bucket.host names; AWS prefers them.
             s3={"addressing_style": "path" if custom else "auto"},
