@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -236,6 +237,8 @@ class _Text:
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
+        # The pools need many scalar draws, which the stdlib generator makes far faster.
+        self.pick_rng = random.Random(int(rng.integers(1 << 62)))
         idents = [self._ident() for _ in range(900)]
         classes = ["".join(p.capitalize() for p in i.split("_")) for i in idents[:200]]
         self.source = [self._source_line(idents, classes) for _ in range(6000)]
@@ -246,19 +249,19 @@ class _Text:
         self.message_avg = sum(map(len, self.messages)) / len(self.messages) + 23
 
     def _pick(self, seq: list[str] | tuple[str, ...]) -> str:
-        return seq[int(self.rng.integers(len(seq)))]
+        return self.pick_rng.choice(seq)
 
     def _ident(self) -> str:
-        return "_".join(self._pick(_SYLLABLES) for _ in range(int(self.rng.integers(1, 4))))
+        return "_".join(self.pick_rng.choices(_SYLLABLES, k=self.pick_rng.randrange(1, 4)))
 
     def _words(self, lo: int, hi: int) -> str:
-        return " ".join(self._pick(_WORDS) for _ in range(int(self.rng.integers(lo, hi))))
+        return " ".join(self.pick_rng.choices(_WORDS, k=self.pick_rng.randrange(lo, hi)))
 
     def _source_line(self, idents: list[str], classes: list[str]) -> bytes:
-        r = self.rng
-        i, j, k = (self._pick(idents) for _ in range(3))
-        c = self._pick(classes)
-        n = int(r.integers(0, 4096))
+        r = self.pick_rng
+        i, j, k = r.choices(idents, k=3)
+        c = r.choice(classes)
+        n = r.randrange(4096)
         templates = (
             f"def {i}({j}, {k}=None):",
             f"return {i}.{j}({k}, {n})",
@@ -274,16 +277,16 @@ class _Text:
             f'log.info("{self._words(2, 8)} %s", {i})',
             "",
         )
-        text = templates[int(r.integers(len(templates)))]
-        indent = "    " * int(r.integers(0, 4)) if text else ""
+        text = r.choice(templates)
+        indent = "    " * r.randrange(4) if text else ""
         return f"{indent}{text}\n".encode()
 
     def _message(self, idents: list[str], services: list[str]) -> bytes:
-        r = self.rng
-        level = ("INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR")[int(r.integers(6))]
+        r = self.pick_rng
+        level = r.choice(("INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"))
         return (
             f"Z {level:<5} [{self._pick(services)}] {self._words(3, 10)} "
-            f"id={int(r.integers(1 << 40)):010x} took={int(r.integers(1, 5000))}ms "
+            f"id={r.getrandbits(40):010x} took={r.randrange(1, 5000)}ms "
             f"path=/{self._pick(idents)}/{self._pick(idents)}\n"
         ).encode()
 
