@@ -122,10 +122,12 @@ def test_duplicates_really_duplicate(tree: tuple[Path, Dataset]) -> None:
     edited = sorted(copies.rglob("*.v2"))
     assert edited
     for copy in edited:
-        original = (root / copy.relative_to(copies).with_suffix("")).read_bytes()
+        source = (root / copy.relative_to(copies).with_suffix("")).read_bytes()
         data = copy.read_bytes()
-        assert data != original[: len(data)], "edited copies differ"
-        assert data[:1024] == original[:1024] or data[-1024:] != original[-1024:]
+        assert data != source[: len(data)], "edited copies differ"
+        pieces = [data[i : i + 256] for i in range(0, len(data) - 256, 8192)]
+        found = sum(source.find(p) >= 0 for p in pieces)
+        assert found >= 0.8 * len(pieces), "but mostly hold the original's bytes"
 
 
 def test_mutate_changes_about_the_requested_fraction(tmp_path: Path) -> None:
