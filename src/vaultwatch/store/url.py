@@ -52,10 +52,14 @@ def parse_s3(rest: str) -> tuple[str | None, str, str]:
             f"s3:{rest} is not a repository URL: use s3:{AWS_HOST}/BUCKET[/PREFIX] for AWS or "
             "s3:https://HOST[:PORT]/BUCKET[/PREFIX] for another endpoint"
         )
+    elif "://" in rest:
+        raise InvalidStoreURLError(f"s3:{rest}: the endpoint must be http:// or https://")
     else:
         host, _, path = rest.partition("/")
         path = "/" + path
-        hostname = host.rpartition(":")[0] if ":" in host else host
+        hostname, colon, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if colon and not port.isdigit():
+            raise InvalidStoreURLError(f"invalid port {port!r} in s3:{rest}")
         if not hostname or ("." not in hostname and ":" not in host and host != "localhost"):
             raise InvalidStoreURLError(
                 f"s3:{rest} is ambiguous: the first part must be the endpoint host, "
