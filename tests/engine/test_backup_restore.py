@@ -1,0 +1,158 @@
+"""Round trips through backup and restore: every kind of entry, byte for byte and metadata for metadata."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import reopen
+from tests.engine.treecompare import build_tree, describe
+from vaultwatch.engine.backup import BackupOptions, backup
+from vaultwatch.engine.errors import EngineError
+from vaultwatch.engine.repository import Repository
+from vaultwatch.engine.restore import RestoreOptions, dump, find_node, restore
+
+
+def restored(target: Path, source: Path) -> Path:
+    """Where restore puts ``source`` (its absolute path recreated under the target)."""
+    return target / str(source).lstrip("/")
+
+
+def test_round_trip_every_kind_of_entry(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    build_tree(src)
+    result = backup(repo, [str(src)])
+    assert not result.errors
+    assert result.files_new >= 8
+    target = tmp_path / "restore"
+    res = restore(reopen(repo_path), reopen(repo_path).find_snapshot("latest"), target)
+    assert not res.errors, res.errors
+    assert describe(restored(target, src)) == describe(src)
+    # the hardlink is restored as a hardlink, the sparse file stays sparse
+    out = restored(target, src)
+    assert os.stat(out / "dir" / "hardlink.bin").st_ino == os.stat(out / "dir" / "nested" / "big.bin").st_ino
+    assert os.stat(out / "sparse.img").st_blocks * 512 < 1024 * 1024
+
+
+def test_second_backup_reads_nothing_and_adds_nothing(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    build_tree(src)
+    first = backup(repo, [str(src)])
+    second = backup(repo, [str(src)])
+    assert second.snapshot.parent == first.snapshot.id
+    assert second.files_new == second.files_changed == 0
+    assert second.files_unmodified == first.files_new
+    assert second.bytes_read == 0
+    assert second.bytes_added == 0
+    assert second.snapshot.tree == first.snapshot.tree
+
+
+def test_changed_file_is_read_again_and_only_new_chunks_stored(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    data = bytearray(os.urandom(4 * 1024 * 1024))
+    (src / "f.bin").write_bytes(data)
+    backup(repo, [str(src)])
+    data[2_000_000:2_000_100] = b"x" * 100
+    (src / "f.bin").write_bytes(data)
+    second = backup(repo, [str(src)])
+    assert second.files_changed == 1
+    assert second.bytes_read == len(data)
+    assert 0 < second.bytes_added < 1024 * 1024  # one or two chunks, not the file
+    target = tmp_path / "out"
+    restore(reopen(repo_path), reopen(repo_path).find_snapshot("latest"), target)
+    assert restored(target, src / "f.bin").read_bytes() == bytes(data)
+
+
+def test_identical_content_is_stored_once(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    blob = os.urandom(2 * 1024 * 1024)
+    for i in range(5):
+        (src / f"copy{i}").write_bytes(blob)
+    result = backup(repo, [str(src)])
+    assert result.bytes_read == 5 * len(blob)
+    assert result.bytes_added < len(blob) + 64 * 1024
+
+
+def test_excludes_and_selected_restore(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "keep").mkdir(parents=True)
+    (src / "cache").mkdir()
+    (src / "keep" / "a.txt").write_text("a")
+    (src / "keep" / "b.tmp").write_text("b")
+    (src / "cache" / "c.txt").write_text("c")
+    backup(repo, [str(src)], BackupOptions(excludes=["*.tmp", f"{src}/cache"]))
+    target = tmp_path / "out"
+    snap = reopen(repo_path).find_snapshot("latest")
+    restore(reopen(repo_path), snap, target)
+    out = restored(target, src)
+    assert (out / "keep" / "a.txt").read_text() == "a"
+    assert not (out / "keep" / "b.tmp").exists()
+    assert not (out / "cache").exists()
+    only = tmp_path / "only"
+    restore(reopen(repo_path), snap, only, RestoreOptions(includes=[f"{src}/keep/a.txt"]))
+    files = [p for p in only.rglob("*") if p.is_file()]
+    assert files == [restored(only, src / "keep" / "a.txt")]
+
+
+def test_include_that_matches_nothing_is_an_error(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("a")
+    snap = backup(repo, [str(src)]).snapshot
+    with pytest.raises(EngineError, match="matches the include"):
+        restore(repo, snap, tmp_path / "out", RestoreOptions(includes=["/no/such/path"]))
+
+
+def test_dump_writes_one_file(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    payload = os.urandom(1_000_000)
+    (src / "f").write_bytes(payload)
+    snap = backup(repo, [str(src)]).snapshot
+    out = io.BytesIO()
+    assert dump(repo, snap, f"{src}/f", out) == len(payload)
+    assert out.getvalue() == payload
+    with pytest.raises(EngineError, match="not a file"):
+        dump(repo, snap, str(src), io.BytesIO())
+    with pytest.raises(EngineError, match="not in snapshot"):
+        dump(repo, snap, f"{src}/missing", io.BytesIO())
+
+
+def test_file_changing_while_read_is_retried_then_recorded(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "stable").write_text("stable")
+    growing = src / "growing.log"
+    growing.write_bytes(os.urandom(8 * 1024 * 1024))
+    stop = threading.Event()
+
+    def writer() -> None:
+        with open(growing, "ab") as f:
+            while not stop.is_set():
+                f.write(b"more\n")
+                f.flush()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        result = backup(repo, [str(src)])
+    finally:
+        stop.set()
+        t.join()
+    assert [w.path for w in result.warnings] == [str(growing)]
+    assert "changed while being read" in result.warnings[0].message
+    assert not result.errors
+    node = find_node(repo, result.snapshot, str(growing))
+    assert node.error == "changed while being read"
+    assert node.size == len(b"".join(repo.load_blob(b) for b in node.content))
+
+
+def test_nonexistent_path_is_refused(repo: Repository, tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="does not exist"):
+        backup(repo, [str(tmp_path / "nope")])

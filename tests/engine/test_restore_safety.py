@@ -1,0 +1,123 @@
+"""Restore never writes outside its target, and resumes without rewriting what is already right."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import reopen
+from vaultwatch.engine.backup import backup
+from vaultwatch.engine.errors import EngineError
+from vaultwatch.engine.pack import DATA, TREE
+from vaultwatch.engine.repository import Repository
+from vaultwatch.engine.restore import restore
+from vaultwatch.engine.snapshot import Snapshot
+from vaultwatch.engine.tree import DIR, FILE, SYMLINK, Node, Tree
+
+
+def _hostile_snapshot(repo: Repository) -> Snapshot:
+    with repo.writer() as w:
+        content, _ = w.save(DATA, b"planted by an attacker\n")
+        evil = [
+            Node(name=b"..", type=FILE, mode=0o644, size=23, content=[content]),
+            Node(name=b"../../escaped", type=FILE, mode=0o644, size=23, content=[content]),
+            Node(name=b"/etc/passwd-x", type=FILE, mode=0o644, size=23, content=[content]),
+            Node(name=b"a\0b", type=FILE, mode=0o644, size=23, content=[content]),
+            Node(name=b"fine.txt", type=FILE, mode=0o644, size=23, content=[content]),
+            Node(name=b"escape-link", type=SYMLINK, mode=0o777, target=b"/etc"),
+        ]
+        sub, _ = w.save(TREE, Tree(evil).to_bytes())
+        root, _ = w.save(TREE, Tree([Node(name=b"data", type=DIR, mode=0o755, subtree=sub)]).to_bytes())
+    snap = Snapshot(datetime.now(UTC), root, ["/data"], "host")
+    repo.save_snapshot(snap)
+    return snap
+
+
+def test_hostile_names_are_refused_and_nothing_escapes(repo: Repository, tmp_path: Path) -> None:
+    snap = _hostile_snapshot(repo)
+    jail = tmp_path / "jail"
+    target = jail / "target"
+    result = restore(repo, snap, target)
+    messages = " ".join(e.message for e in result.errors)
+    assert "unsafe name" in messages
+    assert len(result.errors) == 4
+    assert (target / "data" / "fine.txt").read_text() == "planted by an attacker\n"
+    # the symlink is recreated as a symlink, never followed
+    assert os.readlink(target / "data" / "escape-link") == "/etc"
+    outside = sorted(p.relative_to(jail) for p in jail.rglob("*") if target not in p.parents and p != target)
+    assert outside == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jail", "repo"]
+
+
+def test_symlinked_parent_in_target_is_refused(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("secret")
+    snap = backup(repo, [str(src)]).snapshot
+    target = tmp_path / "target"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target.mkdir()
+    first = str(src).lstrip("/").split("/")[0]
+    os.symlink(elsewhere, target / first)  # planted: target/<first component> -> elsewhere
+    result = restore(repo, snap, target)
+    assert result.errors
+    assert all("symlink" in e.message for e in result.errors)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_target_that_is_a_file_is_refused(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    snap = backup(repo, [str(src)]).snapshot
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EngineError, match="not a directory"):
+        restore(repo, snap, tmp_path / "file")
+
+
+def test_existing_symlink_where_a_file_goes_is_replaced_not_followed(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("from backup")
+    snap = backup(repo, [str(src)]).snapshot
+    victim = tmp_path / "victim"
+    victim.write_text("must stay")
+    target = tmp_path / "target"
+    dest = target / str(src).lstrip("/")
+    dest.mkdir(parents=True)
+    os.symlink(victim, dest / "f.txt")
+    result = restore(repo, snap, target)
+    assert not result.errors
+    assert victim.read_text() == "must stay"
+    assert not (dest / "f.txt").is_symlink()
+    assert (dest / "f.txt").read_text() == "from backup"
+
+
+def test_interrupted_restore_continues_without_rewriting_correct_files(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    big = os.urandom(6 * 1024 * 1024)
+    for i in range(4):
+        (src / f"f{i}.bin").write_bytes(big[i:] + bytes([i]))
+    snap = backup(repo, [str(src)]).snapshot
+    target = tmp_path / "target"
+    first = restore(reopen(repo_path), snap, target)
+    assert first.files_restored == 4
+    out = target / str(src).lstrip("/")
+    # simulate an interruption: one file half written, one never created, one complete
+    with open(out / "f1.bin", "r+b") as f:
+        f.truncate(3 * 1024 * 1024)
+    (out / "f2.bin").unlink()
+    good_before = os.stat(out / "f0.bin")
+    second = restore(reopen(repo_path), snap, target)
+    assert not second.errors
+    assert second.files_skipped == 2  # f0 and f3 were complete
+    assert second.files_restored == 2
+    # only the missing half of f1 and all of f2 were written
+    assert second.bytes_written < 3 * 1024 * 1024 + len(big) + 1024 * 1024
+    assert os.stat(out / "f0.bin").st_ino == good_before.st_ino
+    for i in range(4):
+        assert (out / f"f{i}.bin").read_bytes() == big[i:] + bytes([i])
