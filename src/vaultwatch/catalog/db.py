@@ -31,7 +31,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_c
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from vaultwatch.catalog.errors import CatalogSchemaError, TenantScopeError
-from vaultwatch.catalog.models import HasTenant, Tenant
+from vaultwatch.catalog.models import Base, HasTenant, Tenant
 from vaultwatch.catalog.types import utcnow
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -148,6 +148,20 @@ def session_tenant(session: Session) -> uuid.UUID | None:
     return value if isinstance(value, uuid.UUID) else None
 
 
+_tenant_models_cache: tuple[int, tuple[type[Any], ...]] = (0, ())
+
+
+def _tenant_owned_models() -> tuple[type[Any], ...]:
+    """Every mapped model with a `tenant_id`, including models imported after the first query."""
+    global _tenant_models_cache
+    mappers = Base.registry.mappers
+    count, models = _tenant_models_cache
+    if count != len(mappers):
+        models = tuple(m.class_ for m in mappers if issubclass(m.class_, HasTenant))
+        _tenant_models_cache = (len(mappers), models)
+    return models
+
+
 @event.listens_for(CatalogSession, "do_orm_execute")
 def _scope_queries(state: ORMExecuteState) -> None:
     tenant_id = session_tenant(state.session)
@@ -157,10 +171,11 @@ def _scope_queries(state: ORMExecuteState) -> None:
         return  # the criteria added to the parent statement already travel with these
     if state.is_select or state.is_update or state.is_delete:
         state.statement = state.statement.options(
-            with_loader_criteria(
-                HasTenant,
-                lambda cls: cls.tenant_id == tenant_id,
-                include_aliases=True,
+            *(
+                with_loader_criteria(
+                    model, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
+                )
+                for model in _tenant_owned_models()
             ),
             with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True),
         )
