@@ -1,0 +1,241 @@
+"""What the command prints: tables and lines on stdout, JSON for scripts, messages and progress on stderr.
+
+Stdout carries only the data a command was asked for, so ``--json`` output
+can be piped straight into a parser; everything meant for a person watching
+(progress, warnings, errors) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import PurePath
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+from rich.text import Text
+
+from vaultwatch.engine.progress import Progress
+
+_WIDE = 250
+"""Width for tables when stdout is not a terminal: no wrapping inside cells of piped output."""
+
+
+def printable(text: str) -> str:
+    """A name safe to print: undecodable bytes (surrogate escapes) shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def out_console() -> Console:
+    """A console on the current stdout (markup off: file names may contain brackets)."""
+    console = Console(markup=False, highlight=False, emoji=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(markup=False, highlight=False, emoji=False, width=_WIDE)
+    return console
+
+
+def err_console() -> Console:
+    """A console on the current stderr, for progress."""
+    return Console(stderr=True, markup=False, highlight=False, emoji=False)
+
+
+def line(text: str = "") -> None:
+    """One line of plain output on stdout, never wrapped or interpreted."""
+    sys.stdout.write(printable(text) + "\n")
+
+
+def print_table(table: Table) -> None:
+    """A rich table on stdout."""
+    out_console().print(table)
+
+
+def new_table(*columns: str, right: Iterable[str] = ()) -> Table:
+    """A plain, compact table (restic-like look: a header rule and no box)."""
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
+    aligned = set(right)
+    for col in columns:
+        table.add_column(col, justify="right" if col in aligned else "left", no_wrap=False)
+    return table
+
+
+def cell(value: object) -> Text:
+    """A table cell holding text as-is (no markup, undecodable bytes escaped)."""
+    return Text(printable(str(value)))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def to_json_text(data: Any) -> str:
+    """One line of JSON; undecodable name bytes become ``\\udcXX`` escapes, valid JSON."""
+    text = json.dumps(data, ensure_ascii=False, default=_json_default)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def print_json(data: Any) -> None:
+    """The whole machine-readable answer of a command, on one line of stdout."""
+    sys.stdout.write(to_json_text(data) + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    """An error line on stderr."""
+    sys.stderr.write(f"error: {printable(message)}\n")
+    sys.stderr.flush()
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr."""
+    sys.stderr.write(f"warning: {printable(message)}\n")
+    sys.stderr.flush()
+
+
+def note(message: str) -> None:
+    """Information for the person at the keyboard (stderr, so stdout stays data)."""
+    sys.stderr.write(printable(message) + "\n")
+    sys.stderr.flush()
+
+
+def human_bytes(n: int | float) -> str:
+    """Sizes as restic prints them: binary units, two decimals."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def local_time(value: datetime) -> str:
+    """A timestamp in the local time zone, to the second."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def progress_wanted(quiet: bool) -> bool:
+    """Draw progress only for a person: not with --quiet, not when stderr is a pipe or file."""
+    return not quiet and err_console().is_terminal
+
+
+class ProgressDisplay:
+    """Draws an engine Progress on stderr while the work runs in the calling thread.
+
+    The engine updates the Progress from its worker threads; a daemon thread
+    here reads it a few times a second and redraws. The work itself stays in
+    the main thread, so Ctrl-C interrupts it there and its cleanup (lock
+    release, closing writers) runs as usual.
+    """
+
+    def __init__(
+        self,
+        progress: Progress,
+        *,
+        enabled: bool,
+        console: Console | None = None,
+        interval: float = 0.25,
+    ) -> None:
+        self.progress = progress
+        self.enabled = enabled
+        self.interval = interval
+        self._console = console
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if not self.enabled:
+            return self
+        self._bar = RichProgress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[amount]}"),
+            TextColumn("{task.fields[files]}"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[eta]}"),
+            console=self._console or err_console(),
+            auto_refresh=False,
+            transient=True,
+        )
+        self._task = self._bar.add_task(
+            self.progress.phase, total=None, amount="", files="", rate="", eta=""
+        )
+        self._bar.start()
+        self.update()
+        self._thread = threading.Thread(target=self._run, name="progress-display", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.update()
+
+    def fields(self) -> dict[str, Any]:
+        """What the bar shows now, read from the engine's counters."""
+        p = self.progress
+        done, total = p.bytes_done, p.bytes_total
+        amount = human_bytes(done) + (f" / {human_bytes(total)}" if total is not None else "")
+        files = f"{p.files_done}" + (f"/{p.files_total}" if p.files_total is not None else "")
+        files += " files"
+        if p.errors:
+            files += f", {p.errors} errors"
+        eta = p.eta
+        return {
+            "description": p.phase,
+            "completed": done,
+            "total": total if total else None,
+            "amount": amount,
+            "files": files,
+            "rate": f"{human_bytes(p.rate)}/s",
+            "eta": f"ETA {human_duration(eta)}" if eta is not None else "",
+        }
+
+    def update(self) -> None:
+        """Redraw once from the current counters."""
+        if self._bar is None or self._task is None:
+            return
+        self._bar.update(self._task, **self.fields())
+        self._bar.refresh()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._bar is not None:
+            self._bar.stop()
