@@ -41,7 +41,12 @@ def decompress(body: bytes, raw_length: int) -> bytes:
     """Invert :func:`compress`; ``raw_length`` bounds the output (no zip bombs)."""
     method = body[:1]
     if method == b"\x00":
+        if len(body) - 1 > raw_length:
+            raise ValueError(f"stored blob is longer than its raw length {raw_length}")
         return body[1:]
     if method == b"\x01":
+        # max_output_size only bounds frames without a content size: check the declared one too.
+        if zstandard.frame_content_size(body[1:]) > raw_length:
+            raise ValueError(f"compressed blob declares more than its raw length {raw_length}")
         return _decompressor().decompress(body[1:], max_output_size=raw_length)
     raise ValueError(f"unknown compression method {method!r}")
