@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from vaultwatch.cli.output import warn
 from vaultwatch.engine import keys as keyslots
@@ -84,6 +85,15 @@ KdfTimeOpt = Annotated[
         show_default=False,
     ),
 ]
+EscrowKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--escrow-public-key",
+        metavar="FILE",
+        help="Also seal the master key to this X25519 public key (PEM), for managed restores",
+        show_default=False,
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,18 @@ def kdf_params(memory_mib: int | None, time_cost: int | None) -> keyslots.KdfPar
         memory_kib=memory_mib * 1024 if memory_mib is not None else default.memory_kib,
         parallelism=default.parallelism,
     )
+
+
+def load_escrow_public_key(path: Path) -> X25519PublicKey:
+    """The escrow public key in a PEM file, with a clear error for anything else."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read escrow public key {path}: {exc.strerror or exc}") from None
+    try:
+        return keyslots.load_escrow_public_key(pem)
+    except ValueError:
+        raise CliError(f"{path} is not a PEM public key") from None
 
 
 # -- passphrases -----------------------------------------------------------------------------
@@ -232,11 +254,12 @@ def open_repository(opts: RepoSettings) -> Iterator[Repository]:
 
 
 @contextmanager
-def read_lock(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[None]:
-    """A shared lock while reading, so prune cannot delete what is being read.
+def reading(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[None]:
+    """Hold a shared lock (so prune cannot delete what is read) and load the index.
 
-    Skipped with --no-lock, and with a warning on a read-only store (physical
-    media), where no lock can be written and nothing can be pruned anyway.
+    The lock is skipped with --no-lock, and with a warning on a read-only
+    store (physical media), where no lock can be written and nothing can be
+    pruned anyway.
     """
     with ExitStack() as stack:
         if not opts.no_lock:
@@ -244,4 +267,5 @@ def read_lock(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[No
                 stack.enter_context(repo.lock(exclusive=False, purpose=purpose))
             except StorePermissionError:
                 warn("the repository is read-only: continuing without a lock")
+        repo.load_index()
         yield

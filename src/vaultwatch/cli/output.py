@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import PurePath
 from types import TracebackType
 from typing import Any
@@ -25,6 +26,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vaultwatch.engine.progress import Progress
+from vaultwatch.engine.snapshot import Snapshot
+from vaultwatch.engine.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 
 _WIDE = 250
 """Width for tables when stdout is not a terminal: no wrapping inside cells of piped output."""
@@ -137,6 +140,97 @@ def human_duration(seconds: float) -> str:
 def local_time(value: datetime) -> str:
     """A timestamp in the local time zone, to the second."""
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- snapshots and nodes ---------------------------------------------------------------------
+
+_TYPE_BITS = {
+    FILE: stat.S_IFREG,
+    DIR: stat.S_IFDIR,
+    SYMLINK: stat.S_IFLNK,
+    FIFO: stat.S_IFIFO,
+    CHARDEV: stat.S_IFCHR,
+    BLOCKDEV: stat.S_IFBLK,
+}
+
+
+def snapshot_table(
+    snaps: Sequence[Snapshot], *, size: bool = False, reasons: dict[str, list[str]] | None = None
+) -> Table:
+    """The restic-style snapshot list (ID, time, host, tags, paths), in the order given."""
+    columns = ["ID", "Time", "Host", "Tags", "Paths"]
+    if size:
+        columns.append("Size")
+    if reasons is not None:
+        columns.append("Reasons")
+    table = new_table(*columns, right=["Size"])
+    for s in snaps:
+        row = [
+            cell(s.short_id),
+            cell(local_time(s.time)),
+            cell(s.hostname),
+            cell(",".join(s.tags)),
+            cell("\n".join(s.paths)),
+        ]
+        if size:
+            total = s.summary.get("total_bytes")
+            row.append(cell(human_bytes(total) if isinstance(total, int) else ""))
+        if reasons is not None:
+            row.append(cell("\n".join(reasons.get(s.id, []))))
+        table.add_row(*row)
+    return table
+
+
+def _ns_time(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, UTC)
+
+
+def mode_string(node: Node) -> str:
+    """``drwxr-xr-x`` from the stored permission bits and the node type."""
+    return stat.filemode(_TYPE_BITS.get(node.type, 0) | node.mode)
+
+
+def node_path(path: bytes, node: Node) -> str:
+    """A path for a listing; directories end with a slash, as in restic."""
+    text = os.fsdecode(path)
+    return text + "/" if node.type == DIR and not text.endswith("/") else text
+
+
+def node_line(path: bytes, node: Node) -> str:
+    """``ls -l``-like line: permissions, owner, group, size, mtime, path (-> link target)."""
+    owner = node.user or str(node.uid)
+    group = node.group or str(node.gid)
+    line = (
+        f"{mode_string(node)} {owner:>8} {group:>8} {node.size:>12} "
+        f"{local_time(_ns_time(node.mtime_ns))} {os.fsdecode(path)}"
+    )
+    if node.target is not None:
+        line += f" -> {os.fsdecode(node.target)}"
+    return line
+
+
+def node_doc(path: bytes, node: Node) -> dict[str, Any]:
+    """A tree entry for --json output (times in ISO 8601, UTC)."""
+    doc: dict[str, Any] = {
+        "path": os.fsdecode(path),
+        "name": node.display_name,
+        "type": node.type,
+        "size": node.size,
+        "mode": node.mode,
+        "permissions": mode_string(node),
+        "uid": node.uid,
+        "gid": node.gid,
+        "user": node.user,
+        "group": node.group,
+        "mtime": _ns_time(node.mtime_ns).isoformat(),
+        "inode": node.inode,
+        "links": node.links,
+    }
+    if node.target is not None:
+        doc["target"] = os.fsdecode(node.target)
+    if node.error:
+        doc["error"] = node.error
+    return doc
 
 
 # -- progress --------------------------------------------------------------------------------

@@ -7,16 +7,19 @@ engine so the agent and the servers apply exactly the same ones.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from vaultwatch.cli import output as out
+from vaultwatch.cli.keys import key_app
 from vaultwatch.cli.options import (
     CliError,
+    EscrowKeyOpt,
     JsonOpt,
     KdfMemoryOpt,
     KdfTimeOpt,
@@ -26,20 +29,28 @@ from vaultwatch.cli.options import (
     RepoOpt,
     RepoSettings,
     kdf_params,
+    load_escrow_public_key,
     open_repository,
     open_store_for,
-    read_lock,
-    resolve_new_passphrase,
+    reading,
     resolve_passphrase,
     settings,
 )
-from vaultwatch.engine import keys as keyslots
+from vaultwatch.engine import browse
 from vaultwatch.engine.backup import BackupOptions, backup
 from vaultwatch.engine.errors import RepositoryExistsError
 from vaultwatch.engine.lock import list_locks, remove_stale_locks
 from vaultwatch.engine.progress import Progress
+from vaultwatch.engine.prune import PruneOptions, PruneResult, prune
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, dump, restore
+from vaultwatch.engine.retention import (
+    ForgetResult,
+    RetentionPolicy,
+    forget,
+    forget_snapshots,
+    select_snapshots,
+)
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.store.errors import ObjectNotFoundError
 
@@ -51,7 +62,6 @@ repo_app = typer.Typer(
     help="Work with a repository directly: back up, restore, browse, maintain.",
     no_args_is_help=True,
 )
-key_app = typer.Typer(name="key", help="Manage the repository's key slots.", no_args_is_help=True)
 repo_app.add_typer(key_app, name="key")
 
 
@@ -68,27 +78,6 @@ def repo_group(
     ctx.obj = RepoSettings(repo, passphrase_file, json_output, quiet, no_lock)
 
 
-def _escrow_public_key(path: Path) -> X25519PublicKey:
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read escrow public key {path}: {exc.strerror or exc}") from None
-    try:
-        return keyslots.load_escrow_public_key(pem)
-    except ValueError:
-        raise CliError(f"{path} is not a PEM public key") from None
-
-
-EscrowKeyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--escrow-public-key",
-        metavar="FILE",
-        help="Also seal the master key to this X25519 public key (PEM), for managed restores",
-        show_default=False,
-    ),
-]
-
 # -- init --------------------------------------------------------------------------------------
 
 
@@ -104,7 +93,7 @@ def init_cmd(
 ) -> None:
     """Create a new repository."""
     opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
-    escrow = _escrow_public_key(escrow_public_key) if escrow_public_key else None
+    escrow = load_escrow_public_key(escrow_public_key) if escrow_public_key else None
     kdf = kdf_params(kdf_memory, kdf_time)
     with open_store_for(opts, create=True) as store:
         if store.exists("config"):  # before asking for a passphrase twice
@@ -276,32 +265,46 @@ def backup_cmd(
 
 # -- snapshots ---------------------------------------------------------------------------------
 
-
-def _snapshot_matches(snap: Snapshot, hosts: list[str], paths: list[str], tags: list[str]) -> bool:
-    """restic's filter: any host, all paths, any tag group (a group "a,b" needs both)."""
-    if hosts and snap.hostname not in hosts:
-        return False
-    if paths and not all(str(Path(p).absolute()) in snap.paths for p in paths):
-        return False
-    if tags:
-        groups = [{t for t in g.split(",") if t} for g in tags]
-        if not any(g <= set(snap.tags) for g in groups):
-            return False
-    return True
-
-
+SnapshotArg = Annotated[
+    str, typer.Argument(metavar="SNAPSHOT", help="Snapshot id (a unique prefix) or 'latest'")
+]
 HostFilter = Annotated[
     list[str] | None,
     typer.Option("--host", metavar="HOST", help="Only snapshots of this host (repeatable)"),
 ]
 PathFilter = Annotated[
     list[str] | None,
-    typer.Option("--path", metavar="PATH", help="Only snapshots including this path (repeatable)"),
+    typer.Option(
+        "--path", metavar="PATH", help="Only snapshots that include this path (repeatable)"
+    ),
 ]
 TagFilter = Annotated[
     list[str] | None,
-    typer.Option("--tag", metavar="TAG[,TAG]", help="Only snapshots with these tags (repeatable)"),
+    typer.Option(
+        "--tag",
+        metavar="TAG[,TAG]",
+        help="Only snapshots carrying all these tags (repeatable: any of the groups)",
+    ),
 ]
+LongOpt = Annotated[
+    bool, typer.Option("--long", "-l", help="Long format: permissions, owner, size, time")
+]
+
+
+def _abs_paths(paths: list[str] | None) -> list[str] | None:
+    """Snapshot paths are absolute; let people type them relative to where they are."""
+    return [os.path.abspath(p) for p in paths] if paths else None
+
+
+def _select(
+    repository: Repository,
+    hosts: list[str] | None,
+    paths: list[str] | None,
+    tags: list[str] | None,
+) -> list[Snapshot]:
+    return select_snapshots(
+        repository.snapshots(), hosts=hosts or None, paths=_abs_paths(paths), tags=tags or None
+    )
 
 
 @repo_app.command("snapshots")
@@ -314,30 +317,393 @@ def snapshots_cmd(
     passphrase_file: PassphraseFileOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """List snapshots, oldest first."""
+    """List snapshots, newest last."""
     opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
     with open_repository(opts) as repository:
-        snaps = [
-            s
-            for s in repository.snapshots()
-            if _snapshot_matches(s, host or [], path or [], tag or [])
-        ]
+        snaps = _select(repository, host, path, tag)
     if opts.json:
         out.print_json([s.to_summary() for s in snaps])
         return
-    table = out.new_table("ID", "Time", "Host", "Tags", "Paths", "Size", right=["Size"])
-    for s in snaps:
-        size = s.summary.get("total_bytes")
-        table.add_row(
-            out.cell(s.short_id),
-            out.cell(out.local_time(s.time)),
-            out.cell(s.hostname),
-            out.cell(",".join(s.tags)),
-            out.cell("\n".join(s.paths)),
-            out.cell(out.human_bytes(size) if isinstance(size, int) else ""),
-        )
+    table = out.snapshot_table(snaps, size=True)
     out.print_table(table)
     out.line(f"{len(snaps)} snapshot{'s' if len(snaps) != 1 else ''}")
+
+
+# -- ls, find, diff, stats -----------------------------------------------------------------------
+
+
+@repo_app.command("ls")
+def ls_cmd(
+    ctx: typer.Context,
+    snapshot: SnapshotArg,
+    path: Annotated[
+        str | None,
+        typer.Argument(metavar="[PATH]", help="Directory or file in the snapshot [default: /]"),
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-R", help="Everything below the directory")
+    ] = False,
+    long: LongOpt = False,
+    repo: RepoOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_lock: NoLockOpt = False,
+) -> None:
+    """List the files of a snapshot: all of them, or those of one directory.
+
+    With --json the output is one JSON object per line (restic's format): the
+    snapshot first, then each entry, so huge listings stream.
+    """
+    opts = settings(
+        ctx,
+        repo=repo,
+        passphrase_file=passphrase_file,
+        json=json_output,
+        quiet=quiet,
+        no_lock=no_lock,
+    )
+    with open_repository(opts) as repository, reading(repository, opts, "ls"):
+        snap = repository.find_snapshot(snapshot)
+        # restic: without a path everything is listed; with one, its entries (all with -R).
+        entries = browse.ls(repository, snap, path, recursive=recursive or path is None)
+        if opts.json:
+            out.print_json({"struct_type": "snapshot", **snap.to_summary()})
+            for entry_path, node in entries:
+                out.print_json({"struct_type": "node", **out.node_doc(entry_path, node)})
+            return
+        if not opts.quiet:
+            out.note(
+                f"snapshot {snap.short_id} of {', '.join(snap.paths)} "
+                f"at {out.local_time(snap.time)}:"
+            )
+        for entry_path, node in entries:
+            out.line(out.node_line(entry_path, node) if long else out.node_path(entry_path, node))
+
+
+@repo_app.command("find")
+def find_cmd(
+    ctx: typer.Context,
+    patterns: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATTERN...",
+            help="Glob on names (or on full paths when it contains /)",
+        ),
+    ],
+    snapshot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--snapshot",
+            "-s",
+            metavar="SNAPSHOT",
+            help="Search only this snapshot (repeatable) [default: all]",
+        ),
+    ] = None,
+    ignore_case: Annotated[
+        bool, typer.Option("--ignore-case", "-i", help="Match regardless of case")
+    ] = False,
+    long: LongOpt = False,
+    host: HostFilter = None,
+    path: PathFilter = None,
+    tag: TagFilter = None,
+    repo: RepoOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    json_output: JsonOpt = False,
+    no_lock: NoLockOpt = False,
+) -> None:
+    """Find files and directories by name in snapshots."""
+    opts = settings(
+        ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, no_lock=no_lock
+    )
+    with open_repository(opts) as repository, reading(repository, opts, "find"):
+        if snapshot:
+            snaps = list({s.id: s for s in map(repository.find_snapshot, snapshot)}.values())
+        else:
+            snaps = _select(repository, host, path, tag)
+        groups: dict[str, tuple[Snapshot, list[browse.FindMatch]]] = {}
+        for match in browse.find(repository, snaps, patterns, ignore_case=ignore_case):
+            groups.setdefault(match.snapshot.id, (match.snapshot, []))[1].append(match)
+    if opts.json:
+        out.print_json(
+            [
+                {
+                    "snapshot": snap.id,
+                    "hits": len(matches),
+                    "matches": [out.node_doc(m.path, m.node) for m in matches],
+                }
+                for snap, matches in groups.values()
+            ]
+        )
+        return
+    for snap, matches in groups.values():
+        out.line(
+            f"Found matching entries in snapshot {snap.short_id} from {out.local_time(snap.time)}"
+        )
+        for m in matches:
+            out.line(out.node_line(m.path, m.node) if long else out.node_path(m.path, m.node))
+        out.line()
+    if not groups:
+        out.note("no matches")
+
+
+def _change_doc(change: browse.Change) -> dict[str, Any]:
+    node = change.new or change.old
+    return {
+        "path": browse.display_path(change.path),
+        "code": change.code,
+        "kind": change.kind,
+        "type": node.type if node is not None else None,
+        "old_type": change.old.type if change.old is not None else None,
+        "content": change.content,
+        "metadata": change.metadata,
+    }
+
+
+@repo_app.command("diff")
+def diff_cmd(
+    ctx: typer.Context,
+    snapshot_a: Annotated[str, typer.Argument(metavar="SNAPSHOT_A", help="The older snapshot")],
+    snapshot_b: Annotated[str, typer.Argument(metavar="SNAPSHOT_B", help="The newer snapshot")],
+    metadata: Annotated[
+        bool,
+        typer.Option("--metadata", help="Also list entries whose metadata alone changed (U)"),
+    ] = False,
+    repo: RepoOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    json_output: JsonOpt = False,
+    no_lock: NoLockOpt = False,
+) -> None:
+    """Show what changed between two snapshots (+ added, - removed, M modified, T type)."""
+    opts = settings(
+        ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, no_lock=no_lock
+    )
+    with open_repository(opts) as repository, reading(repository, opts, "diff"):
+        snap_a = repository.find_snapshot(snapshot_a)
+        snap_b = repository.find_snapshot(snapshot_b)
+        changes = [c for c in browse.diff(repository, snap_a, snap_b) if metadata or c.code != "U"]
+    summary = browse.summarize(changes)
+    if opts.json:
+        out.print_json(
+            {
+                "snapshot_a": snap_a.id,
+                "snapshot_b": snap_b.id,
+                "changes": [_change_doc(c) for c in changes],
+                "summary": summary,
+            }
+        )
+        return
+    out.line(f"comparing snapshot {snap_a.short_id} to {snap_b.short_id}:")
+    out.line()
+    for c in changes:
+        out.line(f"{c.code:<5}{c.display}")
+    out.line()
+    out.line(
+        f"Entries: {summary.added} added, {summary.removed} removed, "
+        f"{summary.modified} modified, {summary.type_changed} changed type"
+    )
+    out.line(f"Added:   {out.human_bytes(summary.added_bytes)}")
+    out.line(f"Removed: {out.human_bytes(summary.removed_bytes)}")
+
+
+@repo_app.command("stats")
+def stats_cmd(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str | None,
+        typer.Argument(metavar="[SNAPSHOT]", help="One snapshot [default: every snapshot]"),
+    ] = None,
+    host: HostFilter = None,
+    path: PathFilter = None,
+    tag: TagFilter = None,
+    repo: RepoOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    json_output: JsonOpt = False,
+    no_lock: NoLockOpt = False,
+) -> None:
+    """Count files and bytes of snapshots, and the deduplicated data they use."""
+    opts = settings(
+        ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, no_lock=no_lock
+    )
+    with open_repository(opts) as repository, reading(repository, opts, "stats"):
+        snaps = (
+            [repository.find_snapshot(snapshot)]
+            if snapshot
+            else _select(repository, host, path, tag)
+        )
+        result = browse.stats(repository, snaps)
+    if result.missing_blobs:
+        out.warn(
+            f"{result.missing_blobs} blob(s) these snapshots need are not in the index: "
+            "run 'vaultwatch repo check'"
+        )
+    if opts.json:
+        out.print_json({"snapshot_ids": [s.id for s in snaps], **dataclasses.asdict(result)})
+        return
+    which = f"snapshot {snaps[0].short_id}" if snapshot else f"{len(snaps)} snapshots"
+    ratio = result.total_size / result.raw_size if result.raw_size else 0.0
+    out.line(f"Stats for {which}:")
+    out.line(f"  Files:            {result.files}")
+    out.line(f"  Directories:      {result.dirs}")
+    out.line(f"  Symlinks:         {result.symlinks}")
+    if result.other:
+        out.line(f"  Other entries:    {result.other}")
+    out.line(f"  Restore size:     {out.human_bytes(result.total_size)}")
+    out.line(
+        f"  Unique data:      {out.human_bytes(result.raw_size)} in {result.blobs} blobs "
+        f"({out.human_bytes(result.stored_size)} stored)"
+    )
+    if ratio:
+        out.line(f"  Deduplication:    {ratio:.2f}x")
+
+
+# -- forget --------------------------------------------------------------------------------------
+
+
+def _keep_opt(name: str, what: str) -> Any:
+    return typer.Option(
+        f"--keep-{name}",
+        metavar="N",
+        min=-1,
+        help=f"Keep the {what} (-1: unlimited)",
+        rich_help_panel="Policy",
+    )
+
+
+@repo_app.command("forget")
+def forget_cmd(
+    ctx: typer.Context,
+    snapshots: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[SNAPSHOT]...", help="Remove exactly these snapshots"),
+    ] = None,
+    keep_last: Annotated[int, _keep_opt("last", "N newest snapshots")] = 0,
+    keep_hourly: Annotated[int, _keep_opt("hourly", "newest snapshot of each of N hours")] = 0,
+    keep_daily: Annotated[int, _keep_opt("daily", "newest snapshot of each of N days")] = 0,
+    keep_weekly: Annotated[int, _keep_opt("weekly", "newest snapshot of each of N weeks")] = 0,
+    keep_monthly: Annotated[int, _keep_opt("monthly", "newest snapshot of each of N months")] = 0,
+    keep_yearly: Annotated[int, _keep_opt("yearly", "newest snapshot of each of N years")] = 0,
+    keep_within: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-within",
+            metavar="DURATION",
+            help="Keep snapshots newer than DURATION (like 1y2m3d4h) before the newest",
+            rich_help_panel="Policy",
+        ),
+    ] = None,
+    keep_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-tag",
+            metavar="TAG[,TAG]",
+            help="Keep snapshots carrying all these tags (repeatable)",
+            rich_help_panel="Policy",
+        ),
+    ] = None,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by",
+            metavar="FIELDS",
+            help="Apply the policy per group of host, paths, tags (comma-separated, or '')",
+            rich_help_panel="Policy",
+        ),
+    ] = "host,paths",
+    host: HostFilter = None,
+    path: PathFilter = None,
+    tag: TagFilter = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Run prune afterwards to free the space")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Only show what would be removed")
+    ] = False,
+    repo: RepoOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove snapshots: the ones named, or those a keep policy does not keep.
+
+    The data stays in the repository until prune (or --prune) removes what no
+    snapshot uses any more.
+    """
+    opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, quiet=quiet)
+    rules_given = any(
+        (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+    ) or bool(keep_within or keep_tag)
+    if snapshots and rules_given:
+        raise typer.BadParameter(
+            "name snapshots or give keep rules, not both", param_hint="SNAPSHOT"
+        )
+    if snapshots and (host or path or tag):
+        raise typer.BadParameter(
+            "--host, --path and --tag select snapshots for a policy, not named ones",
+            param_hint="SNAPSHOT",
+        )
+    report: dict[str, Any]
+    with open_repository(opts) as repository:
+        if snapshots:
+            ids = forget_snapshots(repository, snapshots, dry_run)
+            report = {"dry_run": dry_run, "remove": ids, "removed": [] if dry_run else ids}
+            if not opts.json and not opts.quiet:
+                for sid in ids:
+                    out.line(f"{'would remove' if dry_run else 'removed'} snapshot {sid[:8]}")
+        else:
+            policy = RetentionPolicy.from_options(
+                last=keep_last,
+                hourly=keep_hourly,
+                daily=keep_daily,
+                weekly=keep_weekly,
+                monthly=keep_monthly,
+                yearly=keep_yearly,
+                within=keep_within,
+                keep_tags=keep_tag or [],
+                group_by=group_by,
+            )
+            result = forget(
+                repository,
+                policy,
+                dry_run,
+                hosts=host or None,
+                paths=_abs_paths(path),
+                tags=tag or None,
+            )
+            report = result.to_dict()
+            if not opts.json and not opts.quiet:
+                _print_forget(result, policy)
+        if prune:
+            report["prune"] = _prune(repository, opts, dry_run=dry_run, max_unused=None)
+    if opts.json:
+        out.print_json(report)
+
+
+def _print_forget(result: ForgetResult, policy: RetentionPolicy) -> None:
+    out.line(f"Applying policy: {policy.describe()}")
+    for group in result.groups:
+        key = group.key
+        parts = []
+        if key.hostname is not None:
+            parts.append(f"host {key.hostname}")
+        if key.paths is not None:
+            parts.append(f"paths {', '.join(key.paths)}")
+        if key.tags is not None:
+            parts.append(f"tags {','.join(key.tags) or '(none)'}")
+        out.line()
+        out.line(f"snapshots for {'; '.join(parts) or 'all'}:")
+        out.line(f"keep {len(group.keep)} snapshot{'s' if len(group.keep) != 1 else ''}:")
+        keep = out.snapshot_table(group.keep[::-1], reasons=group.reasons)
+        out.print_table(keep)
+        if group.remove:
+            out.line(f"remove {len(group.remove)} snapshot{'s' if len(group.remove) != 1 else ''}:")
+            out.print_table(out.snapshot_table(group.remove[::-1]))
+    removed = len(result.removed)
+    if result.dry_run:
+        would = sum(len(g.remove) for g in result.groups)
+        out.line(f"would remove {would} snapshot{'s' if would != 1 else ''} (dry run)")
+    else:
+        out.line(f"removed {removed} snapshot{'s' if removed != 1 else ''}")
 
 
 # -- restore and dump ------------------------------------------------------------------------
@@ -378,7 +744,7 @@ def restore_cmd(
         no_lock=no_lock,
     )
     progress = Progress()
-    with open_repository(opts) as repository, read_lock(repository, opts, "restore"):
+    with open_repository(opts) as repository, reading(repository, opts, "restore"):
         snap = repository.find_snapshot(snapshot)
         if not opts.quiet and not opts.json:
             out.note(f"restoring snapshot {snap.short_id} of {', '.join(snap.paths)} to {target}")
@@ -427,152 +793,99 @@ def dump_cmd(
 ) -> None:
     """Write one file of a snapshot to stdout."""
     opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, no_lock=no_lock)
-    with open_repository(opts) as repository, read_lock(repository, opts, "dump"):
+    with open_repository(opts) as repository, reading(repository, opts, "dump"):
         snap = repository.find_snapshot(snapshot)
-        repository.load_index()  # dump looks the path up in trees before loading it itself
         sys.stdout.flush()
         dump(repository, snap, path, sys.stdout.buffer)
         sys.stdout.buffer.flush()
 
 
-# -- keys --------------------------------------------------------------------------------------
+# -- prune ---------------------------------------------------------------------------------------
 
 
-def _slot_doc(slot: keyslots.KeySlot, current: bool) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": slot.slot_id,
-        "current": current,
-        "kind": slot.kind,
-        "created": slot.created,
-        "hostname": slot.hostname,
-        "username": slot.username,
-    }
-    if slot.kind == keyslots.PASSPHRASE:
-        doc["kdf"] = {k: v for k, v in slot.kdf.items() if k != "salt"}
-    else:
-        doc["recipient"] = slot.recipient
-    return doc
-
-
-def _slot_detail(slot: keyslots.KeySlot) -> str:
-    if slot.kind == keyslots.PASSPHRASE:
-        kdf = slot.kdf
-        memory = int(kdf.get("memory_kib", 0)) // 1024
-        return f"argon2id {memory} MiB, t={kdf.get('time_cost', '?')}"
-    return f"recipient {slot.recipient}"
-
-
-NewPassphraseFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--new-passphrase-file",
-        metavar="FILE",
-        help="Read the new passphrase from the first line of FILE [default: ask twice]",
-        show_default=False,
-    ),
-]
-
-
-@key_app.command("list")
-def key_list_cmd(
-    ctx: typer.Context,
-    repo: RepoOpt = None,
-    passphrase_file: PassphraseFileOpt = None,
-    json_output: JsonOpt = False,
-) -> None:
-    """List key slots; the one this passphrase opened is marked with *."""
-    opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
-    with open_repository(opts) as repository:
-        slots = repository.key_slots()
-        current = repository.slot.slot_id
-    if opts.json:
-        out.print_json([_slot_doc(s, s.slot_id == current) for s in slots])
-        return
-    table = out.new_table(" ", "ID", "Kind", "User", "Host", "Created", "Detail")
-    for s in slots:
-        table.add_row(
-            out.cell("*" if s.slot_id == current else ""),
-            out.cell(s.slot_id[:8]),
-            out.cell(s.kind),
-            out.cell(s.username),
-            out.cell(s.hostname),
-            out.cell(s.created),
-            out.cell(_slot_detail(s)),
-        )
-    out.print_table(table)
-
-
-@key_app.command("add")
-def key_add_cmd(
-    ctx: typer.Context,
-    new_passphrase_file: NewPassphraseFileOpt = None,
-    escrow_public_key: EscrowKeyOpt = None,
-    kdf_memory: KdfMemoryOpt = None,
-    kdf_time: KdfTimeOpt = None,
-    repo: RepoOpt = None,
-    passphrase_file: PassphraseFileOpt = None,
-    json_output: JsonOpt = False,
-) -> None:
-    """Add a passphrase slot (or, with --escrow-public-key, an escrow slot)."""
-    opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
-    if escrow_public_key is not None and new_passphrase_file is not None:
+def _parse_percent(text: str) -> float:
+    """``10`` or ``10%`` -> 10.0, within 0..100."""
+    raw = text.strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
         raise typer.BadParameter(
-            "--escrow-public-key adds an escrow slot and takes no new passphrase",
-            param_hint="--new-passphrase-file",
+            f"{text!r} is not a percentage (like 10 or 10%)", param_hint="--max-unused"
+        ) from None
+    if not 0 <= value <= 100:
+        raise typer.BadParameter(f"{text!r} is not between 0 and 100", param_hint="--max-unused")
+    return value
+
+
+def _prune(
+    repository: Repository, opts: RepoSettings, *, dry_run: bool, max_unused: float | None
+) -> dict[str, Any]:
+    """Run prune with a progress display, print its summary and return it for JSON."""
+    options = PruneOptions(repack_threshold=max_unused / 100) if max_unused is not None else None
+    progress = Progress()
+    with out.ProgressDisplay(progress, enabled=out.progress_wanted(opts.quiet)):
+        result = prune(repository, dry_run=dry_run, options=options, progress=progress)
+    if not opts.json and not opts.quiet:
+        _print_prune(result)
+    return result.to_dict()
+
+
+def _print_prune(r: PruneResult) -> None:
+    would = "would " if r.dry_run else ""
+    out.line(f"{r.snapshots} snapshots use {r.blobs_used} of {r.blobs_total} blobs")
+    out.line(
+        f"packs: {r.packs_total} stored, {r.packs_kept} kept, "
+        f"{r.packs_deleted} {would}deleted, {r.packs_repacked} {would}repacked "
+        f"into {r.packs_written}"
+    )
+    if r.packs_unindexed:
+        out.line(
+            f"packs no index lists: {r.packs_unindexed}"
+            + ("" if r.dry_run else f", {r.packs_unindexed_deleted} deleted")
         )
-    escrow = _escrow_public_key(escrow_public_key) if escrow_public_key else None
-    with open_repository(opts) as repository:
-        if escrow is not None:
-            slot = repository.add_escrow(escrow)
-        else:
-            slot = repository.add_passphrase(
-                resolve_new_passphrase(new_passphrase_file), kdf_params(kdf_memory, kdf_time)
-            )
-    if opts.json:
-        out.print_json(_slot_doc(slot, False))
-    else:
-        out.line(f"added {slot.kind} key slot {slot.slot_id[:8]}")
+    if r.packs_missing:
+        out.line(f"packs missing from the store: {r.packs_missing}")
+    if r.blobs_duplicate:
+        out.line(f"duplicate blobs: {r.blobs_duplicate}")
+    out.line(
+        f"unused blobs {would}removed: {r.blobs_removed}, "
+        f"blobs {would}repacked: {r.blobs_repacked} ({out.human_bytes(r.bytes_repacked)})"
+    )
+    out.line(
+        f"repository size: {out.human_bytes(r.bytes_before)} -> "
+        f"{out.human_bytes(r.bytes_after)} ({out.human_bytes(r.bytes_freed)} {would}freed)"
+    )
+    for message in r.messages:
+        out.note(message)
 
 
-@key_app.command("remove")
-def key_remove_cmd(
+@repo_app.command("prune")
+def prune_cmd(
     ctx: typer.Context,
-    slot_id: Annotated[str, typer.Argument(metavar="ID", help="Key slot id or unique prefix")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Only show what would be removed")
+    ] = False,
+    max_unused: Annotated[
+        str | None,
+        typer.Option(
+            "--max-unused",
+            metavar="PERCENT",
+            help="Repack a partly used pack once this share of it is unused [default: 20%]",
+            show_default=False,
+        ),
+    ] = None,
     repo: RepoOpt = None,
     passphrase_file: PassphraseFileOpt = None,
     json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Remove a key slot (never the last passphrase slot)."""
-    opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
+    """Remove data that no snapshot uses any more."""
+    opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, quiet=quiet)
+    percent = _parse_percent(max_unused) if max_unused is not None else None
     with open_repository(opts) as repository:
-        slot = repository.remove_slot(slot_id)
+        report = _prune(repository, opts, dry_run=dry_run, max_unused=percent)
     if opts.json:
-        out.print_json({"removed": slot.slot_id, "kind": slot.kind})
-    else:
-        out.line(f"removed {slot.kind} key slot {slot.slot_id[:8]}")
-
-
-@key_app.command("passwd")
-def key_passwd_cmd(
-    ctx: typer.Context,
-    new_passphrase_file: NewPassphraseFileOpt = None,
-    kdf_memory: KdfMemoryOpt = None,
-    kdf_time: KdfTimeOpt = None,
-    repo: RepoOpt = None,
-    passphrase_file: PassphraseFileOpt = None,
-    json_output: JsonOpt = False,
-) -> None:
-    """Change the passphrase: replace the slot it opens with one for a new passphrase."""
-    opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
-    with open_repository(opts) as repository:
-        old = repository.slot.slot_id
-        slot = repository.change_passphrase(
-            resolve_new_passphrase(new_passphrase_file), kdf_params(kdf_memory, kdf_time)
-        )
-    if opts.json:
-        out.print_json({"removed": old, "added": slot.slot_id})
-    else:
-        out.line(f"passphrase changed: key slot {old[:8]} replaced by {slot.slot_id[:8]}")
+        out.print_json(report)
 
 
 # -- unlock --------------------------------------------------------------------------------------
