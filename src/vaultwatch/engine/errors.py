@@ -66,3 +66,7 @@ class PruneRefusedError(EngineError):
 
 class CheckFailedError(EngineError):
     """check found errors (raised only by callers that want an exception, e.g. the CLI)."""
+
+
+class InvalidSubsetError(EngineError):
+    """A ``--read-data-subset`` value is neither ``n/t`` nor ``x%``."""
