@@ -540,16 +540,24 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(f"- **{name}** not available: {t['unavailable']}")
         elif t["error"]:
             lines.append(f"- **{name}** FAILED: {t['error'].splitlines()[0]}")
-    lines += ["", "## Steps", "", "| Tool | Step | Wall | CPU (user+sys) | Peak RSS | Exit |"]
-    lines.append("|---|---|---:|---:|---:|---:|")
+    lines += [
+        "",
+        "## Steps",
+        "",
+        "| Tool | Step | Wall | CPU (user+sys) | Peak RSS | Then sync | Exit |",
+    ]
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
     for name in names:
         for key, s in tools[name]["steps"].items():
             lines.append(
                 f"| {name} | {STEP_TITLES.get(key, key)} | {s['seconds']:,.2f} s | "
                 f"{s['user_seconds'] + s['system_seconds']:,.2f} s | "
-                f"{_mib(s['max_rss_bytes'])} | {s['returncode']} |"
+                f"{_mib(s['max_rss_bytes'])} | {s['sync_seconds']:,.2f} s | {s['returncode']} |"
             )
     lines += [
+        "",
+        "*Then sync*: a `sync` right after the step, i.e. writes the tool left in the page "
+        "cache; shown, not counted in its time.",
         "",
         "## Repository and client cache",
         "",

@@ -433,7 +433,8 @@ def generate(root: Path | str, size: int = GIB, seed: int = 1) -> Dataset:
     source_budget = int(text_budget * 0.6)
     source_sizes = _sizes(rng, source_budget, 6 * KIB, 64, min(256 * KIB, source_budget))
     source_dirs = _dir_tree(rng, SOURCE_DIR, max(1, len(source_sizes) // 12))
-    exts = (".py", ".py", ".py", ".c", ".h", ".js", ".go", ".md", ".txt", ".json")
+    # No .py/.js: linters and type checkers run over the work tree must not see them.
+    exts = (".c", ".c", ".h", ".cc", ".go", ".rs", ".java", ".rb", ".md", ".txt")
     source_files: list[str] = []
     for i, fsize in enumerate(source_sizes):
         folder = source_dirs[int(rng.integers(len(source_dirs)))]
@@ -664,7 +665,7 @@ def mutate(root: Path | str, fraction: float = 0.01, seed: int = 1) -> Mutation:
         folder = (
             f"{SOURCE_DIR}/new_feature" if n % 2 else existing[int(rng.integers(len(existing)))]
         )
-        path = root / folder / f"added_{seed}_{n}.py"
+        path = root / folder / f"added_{seed}_{n}.c"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text.source_file(fsize))
         result.new_bytes += fsize
