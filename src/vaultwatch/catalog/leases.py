@@ -97,8 +97,9 @@ def acquire_lease(
         insert(Lease)
         .values(name=name, holder=holder, acquired_at=now, expires_at=expires_at, epoch=1)
         .on_conflict_do_nothing(index_elements=["name"])
+        .returning(Lease.name)
     )
-    return _rowcount(created) == 1
+    return created.first() is not None
 
 
 def renew_lease(
