@@ -77,6 +77,8 @@ def parse_duration(text: str) -> Duration:
         raise PolicyError("empty duration: write it like 1y2m3d4h (years, months, days, hours)")
     if raw.startswith("-"):
         raise PolicyError(f"duration {text!r} must not be negative")
+    if re.search(r"\d[.,]\d", raw):
+        raise PolicyError(f"duration {text!r}: use whole numbers (e.g. 36h rather than 1.5d)")
     values: dict[str, int] = {}
     pos = 0
     while pos < len(raw):
