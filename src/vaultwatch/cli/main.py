@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from vaultwatch import __version__
+from vaultwatch.cli.agent import agent_app
 from vaultwatch.cli.output import error
 from vaultwatch.cli.repo import repo_app
 from vaultwatch.errors import VaultwatchError
@@ -99,6 +100,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(repo_app, name="repo")
+app.add_typer(agent_app, name="agent")
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,151 @@
+"""File-system change events (inotify through watchdog) for the continuous backup sets.
+
+Only events that change something count: the agent's own reads (open,
+close-without-write) would otherwise trigger a backup after every backup.
+Events under excluded paths and under the agent's state directory are
+ignored. When the kernel's event queue overflows, watchdog only logs a
+warning; we catch that warning and ask every continuous set for a full
+rescan, since some changes were lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from vaultwatch.agent.config import BackupSetConfig
+from vaultwatch.engine.backup import Excluder
+
+log = logging.getLogger("vaultwatch.agent.watcher")
+
+CHANGE_EVENTS = frozenset(
+    {
+        EVENT_TYPE_CREATED,
+        EVENT_TYPE_DELETED,
+        EVENT_TYPE_MODIFIED,
+        EVENT_TYPE_MOVED,
+        EVENT_TYPE_CLOSED,
+    }
+)
+_WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+class ChangeFilter:
+    """Decides whether an event path is a change the set cares about."""
+
+    def __init__(self, roots: list[str], excludes: list[str], ignored: list[str]) -> None:
+        self.roots = [os.path.abspath(r) for r in roots]
+        self.excluder = Excluder(excludes)
+        self.ignored = [os.path.abspath(p) for p in ignored]
+
+    def relevant(self, path: str) -> bool:
+        """Whether a change at ``path`` is part of the set (and not excluded)."""
+        path = os.path.abspath(path)
+        if any(_under(path, i) for i in self.ignored):
+            return False
+        root = next((r for r in self.roots if _under(path, r)), None)
+        if root is None:
+            return False
+        # The engine skips an excluded directory's whole content: check every level.
+        current = root
+        rest = path[len(root) :].strip("/")
+        for part in [p for p in rest.split("/") if p]:
+            current = os.path.join(current, part)
+            if self.excluder.excluded(os.fsencode(current), os.fsencode(part)):
+                return False
+        return True
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, name: str, changes: ChangeFilter, notify: Callable[[str], None]) -> None:
+        self.name = name
+        self.changes = changes
+        self.notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in CHANGE_EVENTS:
+            return
+        paths = [os.fsdecode(event.src_path)]
+        if event.dest_path:
+            paths.append(os.fsdecode(event.dest_path))
+        if any(self.changes.relevant(p) for p in paths):
+            self.notify(self.name)
+
+
+class _OverflowHook(logging.Handler):
+    """Turns watchdog's 'queue overflowed' warning into a rescan request."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.on_overflow()
+
+
+class Watcher:
+    """Watches the paths of every continuous set."""
+
+    def __init__(
+        self,
+        sets: list[BackupSetConfig],
+        notify: Callable[[str], None],
+        on_overflow: Callable[[], None],
+        ignored: list[str],
+    ) -> None:
+        self.sets = [s for s in sets if s.mode == "continuous"]
+        self.notify = notify
+        self.ignored = ignored
+        self.observer = Observer()
+        self.observer.daemon = True
+        self._hook = _OverflowHook(on_overflow)
+        self.failed: list[str] = []
+
+    def start(self) -> None:
+        """Start watching; a path that cannot be watched is logged and left to the rescans."""
+        for name in _WATCHDOG_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addHandler(self._hook)
+            if logger.getEffectiveLevel() > logging.WARNING:
+                logger.setLevel(logging.WARNING)
+        for s in self.sets:
+            handler = _Handler(s.name, ChangeFilter(s.paths, s.excludes, self.ignored), self.notify)
+            for path in s.paths:
+                try:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        self.observer.schedule(handler, path, recursive=True)
+                    else:  # a single file: watch its directory, the filter keeps just the file
+                        self.observer.schedule(handler, os.path.dirname(path), recursive=False)
+                except OSError as exc:
+                    self.failed.append(path)
+                    log.warning(
+                        "cannot watch %s (%s): changes there are found by the periodic rescan",
+                        path,
+                        exc.strerror or exc,
+                    )
+        self.observer.start()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).removeHandler(self._hook)
+        self.observer.stop()
+        if self.observer.is_alive():
+            self.observer.join(timeout=5)
