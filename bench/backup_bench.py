@@ -252,6 +252,8 @@ class Bench:
         self.workdir: Path = args.workdir.resolve()
         self.data = self.workdir / "data"
         self.runs: list[ToolRun] = []
+        self.progress = Progress()
+        self.overall = self.current = TaskID(0)
         for name in args.tools:
             runner: Runner
             if name == "borg":
@@ -262,18 +264,10 @@ class Bench:
                 runner = RUNNERS[name](self.workdir, drop_caches=args.drop_caches)
             self.runs.append(ToolRun(runner))
 
-    def _step(
-        self,
-        progress: Progress,
-        current: TaskID,
-        overall: TaskID,
-        run: ToolRun,
-        key: str,
-        action: Callable[[], StepResult],
-    ) -> None:
+    def _step(self, run: ToolRun, key: str, action: Callable[[], StepResult]) -> None:
         title = STEP_TITLES[key]
         if run.active:
-            progress.reset(current, description=f"[bold]{run.name}[/]: {title}")
+            self.progress.reset(self.current, description=f"[bold]{run.name}[/]: {title}")
             result = action()
             run.steps[key] = result
             if result.ok:
@@ -281,24 +275,23 @@ class Bench:
                     f"  {run.name:<11} {title:<20} {result.seconds:8.2f} s"
                     f"  cpu {result.user_seconds + result.system_seconds:7.2f} s"
                     f"  peak RSS {format_size(result.max_rss_bytes):>10}"
+                    f"  others' cpu {result.other_cpu_seconds:6.2f} s"
                 )
             else:
                 run.error = f"{title} failed (exit {result.returncode}): {result.error_tail()}"
                 self.console.print(f"[bold red]  {run.name} {title} FAILED[/] — see {result.log}")
                 self.console.print(result.error_tail(), markup=False, highlight=False)
-        progress.advance(overall)
+        self.progress.advance(self.overall)
 
     def _each(
         self,
-        progress: Progress,
-        current: TaskID,
-        overall: TaskID,
         key: str,
         action: Callable[[ToolRun], StepResult],
         after: Callable[[ToolRun], None] | None = None,
     ) -> None:
+        """One step for every tool, back to back."""
         for run in self.runs:
-            self._step(progress, current, overall, run, key, partial(action, run))
+            self._step(run, key, partial(action, run))
             if after and run.active:
                 after(run)
 
@@ -364,9 +357,10 @@ class Bench:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=console, transient=True) as progress:
-            overall = progress.add_task("all steps", total=5 * len(self.runs))
-            current = progress.add_task("", total=None)
+        self.progress = Progress(*columns, console=console, transient=True)
+        with self.progress as progress:
+            self.overall = progress.add_task("all steps", total=5 * len(self.runs))
+            self.current = progress.add_task("", total=None)
 
             def sizes(when: str) -> Callable[[ToolRun], None]:
                 def record(run: ToolRun) -> None:
@@ -374,24 +368,18 @@ class Bench:
 
                 return record
 
-            self._each(progress, current, overall, "init", lambda r: r.runner.init())
+            self._each("init", lambda r: r.runner.init())
             self._each(
-                progress,
-                current,
-                overall,
                 "backup-first",
                 lambda r: r.runner.backup(self.data, "first"),
                 sizes("after_first"),
             )
             self._each(
-                progress,
-                current,
-                overall,
                 "backup-nochange",
                 lambda r: r.runner.backup(self.data, "nochange"),
                 sizes("after_nochange"),
             )
-            progress.reset(current, description=f"changing {args.fraction:.0%} of the data")
+            progress.reset(self.current, description=f"changing {args.fraction:.0%} of the data")
             mutation = mutate(self.data, args.fraction, args.seed)
             final_bytes = tree_bytes(self.data)
             console.print(
@@ -402,18 +390,12 @@ class Bench:
                 f"{mutation.new_files} new, {mutation.deleted_files} deleted"
             )
             self._each(
-                progress,
-                current,
-                overall,
                 "backup-change",
                 lambda r: r.runner.backup(self.data, "change"),
                 sizes("after_change"),
             )
             restores = self.workdir / "restore"
             self._each(
-                progress,
-                current,
-                overall,
                 "restore",
                 lambda r: r.runner.restore(restores / r.name),
                 lambda r: self._verify(r, restores / r.name),
@@ -437,7 +419,10 @@ class Bench:
                 "client_cache": run.cache.to_dict() if run.cache else None,
                 "restore_check": run.verify,
             }
-        dropped = [s.dropped_cache for r in self.runs for s in r.steps.values()]
+        steps = [s for r in self.runs for s in r.steps.values()]
+        dropped = [s.dropped_cache for s in steps]
+        capacity = sum(s.seconds for s in steps) * (os.cpu_count() or 1)
+        other_load = sum(s.other_cpu_seconds for s in steps) / capacity if capacity else 0.0
         return {
             "benchmark": "backup",
             "started_at": started.isoformat(timespec="seconds"),
@@ -445,6 +430,7 @@ class Bench:
             "command": " ".join(["python -m bench.backup_bench", *sys.argv[1:]]),
             "machine": machine_info(),
             "page_cache_dropped": bool(dropped) and all(dropped),
+            "other_load": round(other_load, 3),
             "size_requested": args.size,
             "seed": args.seed,
             "dataset": dataset.to_dict(),
@@ -503,6 +489,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "change_growth": lambda m: fmt("change_growth_bytes", m),
     }
     goals = {g["key"]: g for g in results["goals"]}
+    busy = results.get("other_load", 0.0)
     lines = [
         f"# Backup benchmark — {results['started_at']}",
         "",
@@ -512,6 +499,15 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"({machine['cpu']}). Page cache dropped before every step: "
         f"{'yes' if results['page_cache_dropped'] else 'no'}.",
         "",
+        *(
+            [
+                f"**Warning: the machine was not idle** — other work used {busy:.0%} of its "
+                "CPU capacity during the measured steps, so these figures are noisy.",
+                "",
+            ]
+            if busy > 0.05
+            else []
+        ),
         "| Measure | " + " | ".join(names) + " | Goal for vaultwatch | Met |",
         "|---|" + "---:|" * len(names) + "---|---|",
     ]
@@ -544,20 +540,23 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Steps",
         "",
-        "| Tool | Step | Wall | CPU (user+sys) | Peak RSS | Then sync | Exit |",
+        "| Tool | Step | Wall | CPU (user+sys) | Peak RSS | Then sync | Other CPU | Exit |",
     ]
-    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
     for name in names:
         for key, s in tools[name]["steps"].items():
             lines.append(
                 f"| {name} | {STEP_TITLES.get(key, key)} | {s['seconds']:,.2f} s | "
                 f"{s['user_seconds'] + s['system_seconds']:,.2f} s | "
-                f"{_mib(s['max_rss_bytes'])} | {s['sync_seconds']:,.2f} s | {s['returncode']} |"
+                f"{_mib(s['max_rss_bytes'])} | {s['sync_seconds']:,.2f} s | "
+                f"{s['other_cpu_seconds']:,.2f} s | {s['returncode']} |"
             )
     lines += [
         "",
         "*Then sync*: a `sync` right after the step, i.e. writes the tool left in the page "
-        "cache; shown, not counted in its time.",
+        "cache; shown, not counted in its time. *Other CPU*: CPU time used meanwhile by "
+        "everything but the tool (other processes, kernel writeback); near zero on an idle "
+        "machine.",
         "",
         "## Repository and client cache",
         "",
@@ -702,6 +701,11 @@ def main(argv: list[str] | None = None) -> int:
     console.print()
     print(markdown, flush=True)
     console.print(f"\nWrote {json_path} and {md_path}")
+    if results["other_load"] > 0.05:
+        console.print(
+            f"[yellow]The machine was not idle: other work used {results['other_load']:.0%} "
+            "of the CPU during the steps; figures are noisy.[/]"
+        )
     if not results["ok"]:
         console.print("[bold red]Benchmark FAILED: a tool step failed or a restore differed.[/]")
         return 1

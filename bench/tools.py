@@ -37,6 +37,17 @@ def drop_page_cache() -> bool:
     return True
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time all processors have spent busy since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class StepResult:
     """One measured child process."""
@@ -51,6 +62,7 @@ class StepResult:
     user_seconds: float
     system_seconds: float
     sync_seconds: float
+    other_cpu_seconds: float  # CPU used by everything else meanwhile: is the machine idle?
     dropped_cache: bool
     log: str
 
@@ -211,9 +223,11 @@ class Runner:
 
     def _run(self, step: str, argv: list[str], cwd: Path | None = None) -> StepResult:
         dropped = drop_page_cache() if self.drop_caches else False
+        busy = busy_cpu_seconds()
         rc, seconds, usage = run_measured(
             argv, env=self.env(), cwd=cwd or self.base, log=self.logs / f"{step}.log"
         )
+        other = busy_cpu_seconds() - busy - usage.ru_utime - usage.ru_stime
         # What the tool left unwritten in the page cache; shown, not added to its time.
         start = time.perf_counter()
         os.sync()
@@ -229,6 +243,7 @@ class Runner:
             user_seconds=usage.ru_utime,
             system_seconds=usage.ru_stime,
             sync_seconds=sync_seconds,
+            other_cpu_seconds=max(0.0, other),
             dropped_cache=dropped,
             log=str(self.logs / f"{step}.log"),
         )
