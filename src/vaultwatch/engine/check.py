@@ -238,12 +238,15 @@ class _Checker:
             self.pack_sizes[pid] = obj.size
         self.result.packs = len(self.pack_sizes)
 
-        counts: dict[bytes, int] = {}
-        ends: dict[bytes, int] = {}
+        # keyed by (blob, offset): a pack listed by two index files is listed once here
+        rows: dict[bytes, dict[tuple[bytes, int], BlobLocation]] = {}
         for loc in self.index.entries():
-            self.by_pack.setdefault(loc.pack_id, []).append(loc)
-            counts[loc.pack_id] = counts.get(loc.pack_id, 0) + 1
-            ends[loc.pack_id] = max(ends.get(loc.pack_id, 0), loc.offset + loc.length)
+            rows.setdefault(loc.pack_id, {})[(loc.blob_id, loc.offset)] = loc
+        self.by_pack = {pid: list(locs.values()) for pid, locs in rows.items()}
+        counts = {pid: len(locs) for pid, locs in self.by_pack.items()}
+        ends = {
+            pid: max(lo.offset + lo.length for lo in locs) for pid, locs in self.by_pack.items()
+        }
         for pid in self.index.pack_ids:
             size = self.pack_sizes.get(pid)
             if size is None:

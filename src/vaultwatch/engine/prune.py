@@ -171,6 +171,23 @@ class PrunePlan:
         return rows
 
 
+def _distinct_rows(table: np.ndarray) -> np.ndarray:
+    """One row per (blob, pack, offset): a pack listed by two index files (an old one and
+    the complete one an interrupted prune wrote) is the same bytes, not a duplicate."""
+    if len(table) < 2:
+        return table
+    t = table[np.lexsort((table["offset"], table["pack"], table["id"]))]
+    same = (
+        (t["id"][1:] == t["id"][:-1])
+        & (t["pack"][1:] == t["pack"][:-1])
+        & (t["offset"][1:] == t["offset"][:-1])
+    )
+    keep = np.ones(len(t), dtype=bool)
+    keep[1:] = ~same
+    rows: np.ndarray = t[keep]
+    return rows
+
+
 def _refuse(message: str) -> PruneRefusedError:
     return PruneRefusedError(f"prune refused: {message}; {_RUN_HINT}")
 
@@ -227,7 +244,7 @@ def plan_prune(
             loc.length,
             loc.raw_length,
         )
-    table = table[:n]
+    table = _distinct_rows(table[:n])
 
     missing = used_ids[~np.isin(used_ids, table["id"])]
     if len(missing):
