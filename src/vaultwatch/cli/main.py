@@ -19,9 +19,11 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from vaultwatch import __version__
+from vaultwatch.cli.admin import admin_app
 from vaultwatch.cli.agent import agent_app
 from vaultwatch.cli.output import error
 from vaultwatch.cli.repo import repo_app
+from vaultwatch.cli.server import server_app
 from vaultwatch.errors import VaultwatchError
 
 if TYPE_CHECKING:  # typer bundles its own click; its Context is what invoke receives
@@ -101,6 +103,8 @@ app = typer.Typer(
 )
 app.add_typer(repo_app, name="repo")
 app.add_typer(agent_app, name="agent")
+app.add_typer(server_app, name="server")
+app.add_typer(admin_app, name="admin")
 
 
 def _show_version(value: bool) -> None:

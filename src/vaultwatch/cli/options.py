@@ -254,12 +254,11 @@ def open_repository(opts: RepoSettings) -> Iterator[Repository]:
 
 
 @contextmanager
-def reading(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[None]:
-    """Hold a shared lock (so prune cannot delete what is read) and load the index.
+def shared_lock(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[None]:
+    """A shared lock while reading, so prune cannot delete what is being read.
 
-    The lock is skipped with --no-lock, and with a warning on a read-only
-    store (physical media), where no lock can be written and nothing can be
-    pruned anyway.
+    Skipped with --no-lock, and with a warning on a read-only store (physical
+    media), where no lock can be written and nothing can be pruned anyway.
     """
     with ExitStack() as stack:
         if not opts.no_lock:
@@ -267,5 +266,12 @@ def reading(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[None
                 stack.enter_context(repo.lock(exclusive=False, purpose=purpose))
             except StorePermissionError:
                 warn("the repository is read-only: continuing without a lock")
+        yield
+
+
+@contextmanager
+def reading(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[None]:
+    """The shared lock, then the index loaded: what every command reading data needs."""
+    with shared_lock(repo, opts, purpose):
         repo.load_index()
         yield

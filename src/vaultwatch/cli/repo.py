@@ -35,10 +35,12 @@ from vaultwatch.cli.options import (
     reading,
     resolve_passphrase,
     settings,
+    shared_lock,
 )
 from vaultwatch.engine import browse
 from vaultwatch.engine.backup import BackupOptions, backup
-from vaultwatch.engine.errors import RepositoryExistsError
+from vaultwatch.engine.check import check
+from vaultwatch.engine.errors import CheckFailedError, RepositoryExistsError
 from vaultwatch.engine.lock import list_locks, remove_stale_locks
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.prune import PruneOptions, PruneResult, prune
@@ -886,6 +888,72 @@ def prune_cmd(
         report = _prune(repository, opts, dry_run=dry_run, max_unused=percent)
     if opts.json:
         out.print_json(report)
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+@repo_app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    read_data: Annotated[
+        bool, typer.Option("--read-data", help="Also download and verify every pack")
+    ] = False,
+    read_data_subset: Annotated[
+        str | None,
+        typer.Option(
+            "--read-data-subset",
+            metavar="n/t|x%",
+            help="Verify part of the packs: group n of t (1/5 ... 5/5), or x% chosen at random",
+            show_default=False,
+        ),
+    ] = None,
+    repo: RepoOpt = None,
+    passphrase_file: PassphraseFileOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_lock: NoLockOpt = False,
+) -> None:
+    """Verify that every snapshot can be restored; exit 1 and list the problems when not."""
+    opts = settings(
+        ctx,
+        repo=repo,
+        passphrase_file=passphrase_file,
+        json=json_output,
+        quiet=quiet,
+        no_lock=no_lock,
+    )
+    progress = Progress()
+    with (
+        open_repository(opts) as repository,
+        shared_lock(repository, opts, "check"),
+        out.ProgressDisplay(progress, enabled=out.progress_wanted(opts.quiet)),
+    ):
+        result = check(repository, read_data, read_data_subset, progress, lock=False)
+    for problem in result.warnings:
+        out.warn(problem.message)
+    for problem in result.errors:
+        out.error(problem.message)
+    if opts.json:
+        out.print_json(result.to_dict())
+    elif not opts.quiet:
+        read = (
+            f", read {result.packs_read} packs ({out.human_bytes(result.bytes_read)})"
+            if read_data or read_data_subset is not None
+            else ""
+        )
+        out.line(
+            f"checked {result.snapshots} snapshots, {result.trees} trees, "
+            f"{result.index_files} index files, {result.packs} packs{read}"
+        )
+        if result.ok:
+            out.line("no errors were found")
+    if not result.ok:
+        count = len(result.errors)
+        raise CheckFailedError(
+            f"the repository has {count} error{'s' if count != 1 else ''}: "
+            "some data cannot be restored"
+        )
 
 
 # -- unlock --------------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""``vaultwatch admin``: tenants and enrollment tokens, run on the server against its data directory.
+
+These commands act as the operator at the server's console: whoever can read
+the data directory (and so its secrets) is trusted. Each action is recorded
+in the audit log under ``system:cli:<os user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vaultwatch.catalog import Catalog, audit
+from vaultwatch.catalog.enrollment import DEFAULT_ENROLLMENT_TTL, create_enrollment_token
+from vaultwatch.catalog.tenants import create_tenant, find_tenant, list_tenants
+from vaultwatch.cli.output import cell, line, local_time, new_table, print_json, print_table
+from vaultwatch.cli.server import DataDirOpt, JsonOpt
+from vaultwatch.errors import VaultwatchError
+from vaultwatch.server_config import ServerSettings, load_settings
+
+admin_app = typer.Typer(help="Administer tenants and enrollment tokens.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Customers of the service.", no_args_is_help=True)
+token_app = typer.Typer(help="Enrollment tokens for agents.", no_args_is_help=True)
+admin_app.add_typer(tenant_app, name="tenant")
+admin_app.add_typer(token_app, name="token")
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class AdminError(VaultwatchError):
+    """Bad input to an admin command."""
+
+    exit_code = 2
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``24h``, ``7d``, ``1w`` -> timedelta."""
+    m = _DURATION.match(text.strip().lower())
+    if not m or int(m.group(1)) == 0:
+        raise AdminError(f"invalid duration {text!r}: use a number and s, m, h, d or w, e.g. 24h")
+    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+
+
+def cli_actor() -> str:
+    """The audit actor for the operator at the server's console."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return audit.system_actor(f"cli:{user}")[:200]
+
+
+@contextmanager
+def open_catalog(data_dir: Path) -> Iterator[tuple[ServerSettings, Catalog]]:
+    """The server's settings and its catalog (schema checked), disposed afterwards."""
+    settings = load_settings(data_dir)
+    catalog = Catalog(settings.catalog_url)
+    try:
+        catalog.check_schema()
+        yield settings, catalog
+    finally:
+        catalog.dispose()
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="The customer's name")],
+    data_dir: DataDirOpt,
+    escrow: Annotated[
+        bool, typer.Option("--escrow", help="Allow escrow key slots (managed restores)")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Create a tenant and provision its vault."""
+    from vaultwatch.gateway.vault import VaultAccess
+
+    actor = cli_actor()
+    with open_catalog(data_dir) as (settings, catalog):
+        with catalog.session() as session:
+            tenant = create_tenant(session, name, actor=actor, escrow_allowed=escrow)
+        vaults = VaultAccess(settings, catalog)
+        try:
+            location = vaults.provision(tenant.id, actor)
+        finally:
+            vaults.close()
+    if json:
+        print_json(
+            {
+                "id": str(tenant.id),
+                "name": tenant.name,
+                "escrow_allowed": tenant.escrow_allowed,
+                "vault": location,
+            }
+        )
+        return
+    line(f"created tenant {tenant.name} ({tenant.id})")
+    line(f"vault: {location}")
+
+
+@tenant_app.command("list")
+def tenant_list(data_dir: DataDirOpt, json: JsonOpt = False) -> None:
+    """Every tenant, by name."""
+    with open_catalog(data_dir) as (_settings, catalog), catalog.session() as session:
+        tenants = list_tenants(session)
+        rows = [
+            {
+                "id": str(t.id),
+                "name": t.name,
+                "escrow_allowed": t.escrow_allowed,
+                "created_at": t.created_at.isoformat(),
+            }
+            for t in tenants
+        ]
+    if json:
+        print_json(rows)
+        return
+    table = new_table("ID", "Name", "Escrow", "Created")
+    for t in tenants:
+        table.add_row(
+            cell(t.id),
+            cell(t.name),
+            cell("yes" if t.escrow_allowed else "no"),
+            cell(local_time(t.created_at)),
+        )
+    print_table(table)
+
+
+@token_app.command("create")
+def token_create(
+    data_dir: DataDirOpt,
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (or id)")],
+    expires: Annotated[
+        str, typer.Option("--expires", help="Lifetime: 30m, 24h, 7d ... (at most 30d)")
+    ] = f"{int(DEFAULT_ENROLLMENT_TTL.total_seconds() // 3600)}h",
+    note_: Annotated[
+        str | None, typer.Option("--note", help="What the token is for (shown in the portal)")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create a single-use enrollment token (printed once)."""
+    import uuid
+
+    from vaultwatch.catalog.tenants import get_tenant
+    from vaultwatch.gateway.tls import fingerprint
+
+    ttl = parse_duration(expires)
+    actor = cli_actor()
+    with open_catalog(data_dir) as (settings, catalog):
+        key = settings.token_key()
+        with catalog.session() as session:
+            found = find_tenant(session, tenant)
+            if found is None:
+                try:
+                    found = get_tenant(session, uuid.UUID(tenant))
+                except ValueError:
+                    raise AdminError(f"no tenant named {tenant!r}") from None
+            issued = create_enrollment_token(
+                session, found.id, key=key, created_by=actor, ttl=ttl, note=note_
+            )
+            tenant_name, tenant_id = found.name, found.id
+        ca = settings.ca_cert
+        ca_print = fingerprint(ca) if ca is not None and ca.is_file() else None
+    doc = {
+        "token": issued.plaintext,
+        "prefix": issued.token.prefix,
+        "tenant": {"id": str(tenant_id), "name": tenant_name},
+        "expires_at": issued.token.expires_at.isoformat(),
+        "ca_cert": str(ca) if ca is not None else None,
+        "ca_fingerprint": ca_print,
+    }
+    if json:
+        print_json(doc)
+        return
+    line(
+        f"enrollment token for {tenant_name} (single use, expires {local_time(issued.token.expires_at)}):"
+    )
+    line(issued.plaintext)
+    if ca is not None:
+        line(f"agents trust the CA certificate {ca} (SHA-256 {ca_print})")
