@@ -5,6 +5,8 @@
   endpoint at that URL.
 - ``s3:host[:port]/bucket[/prefix]``: HTTPS on that host; for AWS
   ``s3:s3.amazonaws.com/bucket[/prefix]``.
+- ``vw+https://host:port``: the tenant's vault behind a Vaultwatch gateway
+  (GatewayStore), for agents.
 
 ``s3:bucket/prefix`` is refused: the first part is always the host, as in
 restic, so a bucket cannot silently be taken for a host or the other way round.
@@ -18,6 +20,7 @@ from urllib.parse import urlsplit
 
 from vaultwatch.store.base import Store, check_name
 from vaultwatch.store.errors import InvalidObjectNameError, InvalidStoreURLError
+from vaultwatch.store.http import open_gateway_url
 from vaultwatch.store.local import LocalStore
 from vaultwatch.store.s3 import AWS_HOST, S3Store, check_bucket, check_endpoint
 
@@ -93,7 +96,9 @@ def _open_s3(rest: str, create: bool) -> Store:
 STORE_OPENERS: dict[str, Opener] = {
     "local": _open_local,
     "s3": _open_s3,
-    # The gateway store (agents reaching their vault over HTTPS) registers "https" here.
+    # Agents reaching their vault through a gateway: vw+https://HOST:PORT[,HOST2:PORT2]
+    # (credential and CA file from VAULTWATCH_AGENT_CREDENTIAL and VAULTWATCH_CA_CERT).
+    "vw+https": open_gateway_url,
 }
 """Scheme (the text before the first ``:``) -> opener. Anything else is a local path."""
 

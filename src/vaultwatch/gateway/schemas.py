@@ -1,0 +1,239 @@
+"""Request and response bodies of the gateway API (they make its OpenAPI schema).
+
+Limits on lengths and counts are part of the schema, so oversized or hostile
+input is refused with a 422 problem before any domain code runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from vaultwatch.catalog import BackupMode, JobKind, JobState
+from vaultwatch.catalog.agent_reports import JobReport, ReportedBackupSet, ReportedSnapshot
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Path = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Count = Annotated[int, Field(ge=0, le=2**62)]
+HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+AgentJobState = Literal[
+    "queued", "running", "waiting_for_network", "succeeded", "partial", "failed",
+    "interrupted", "cancelled",
+]  # fmt: skip
+
+AGENT_STATES: dict[str, JobState] = {
+    "queued": JobState.QUEUED,
+    "running": JobState.RUNNING,
+    # The catalog's "interrupted" is exactly this: lost the network, resumes from its journal.
+    "waiting_for_network": JobState.INTERRUPTED,
+    "interrupted": JobState.INTERRUPTED,
+    "succeeded": JobState.SUCCEEDED,
+    # Finished with unreadable files: a snapshot exists, and error_count > 0 says so.
+    "partial": JobState.SUCCEEDED,
+    "failed": JobState.FAILED,
+    "cancelled": JobState.CANCELLED,
+}
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, so a typo in an agent's report is not silently lost."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnrollRequest(Strict):
+    """An installer redeeming its enrollment token."""
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    hostname: Text
+    agent_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    platform: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class TenantOut(BaseModel):
+    """The tenant an agent belongs to."""
+
+    id: uuid.UUID
+    name: str
+
+
+class EnrollResponse(BaseModel):
+    """The new agent's id and credential (shown this once; store it, it is not kept in clear)."""
+
+    agent_id: uuid.UUID
+    credential: str
+    tenant: TenantOut
+    server_time: datetime
+
+
+class ObjectOut(BaseModel):
+    """One vault object."""
+
+    name: str
+    size: int
+
+
+class ObjectList(BaseModel):
+    """One page of a listing, sorted by name; pass ``next_cursor`` back for the next page."""
+
+    objects: list[ObjectOut]
+    next_cursor: str | None
+
+
+class PutResponse(BaseModel):
+    """What was stored."""
+
+    name: str
+    size: int
+
+
+class BackupSetIn(Strict):
+    """A backup set as the agent's configuration defines it."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    paths: Annotated[list[Path], Field(min_length=1, max_length=1000)]
+    mode: BackupMode
+    rpo_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
+    schedule: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    excludes: Annotated[list[Path], Field(max_length=1000)] = []
+
+    def to_domain(self) -> ReportedBackupSet:
+        """The catalog's form."""
+        return ReportedBackupSet(
+            name=self.name,
+            paths=list(self.paths),
+            mode=self.mode,
+            rpo_seconds=self.rpo_seconds,
+            schedule=self.schedule,
+            excludes=list(self.excludes),
+        )
+
+
+class HeartbeatRequest(Strict):
+    """The agent's periodic sign of life and facts."""
+
+    agent_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    hostname: Text
+    platform: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    free_disk_bytes: Count | None = None
+    gateways: Annotated[dict[Annotated[str, StringConstraints(max_length=500)], bool], Field(max_length=32)] = {}  # fmt: skip
+    backup_sets: Annotated[list[BackupSetIn], Field(max_length=200)] = []
+
+
+class HeartbeatResponse(BaseModel):
+    """The server's clock (agents warn about skew) and how many backup sets it now knows."""
+
+    server_time: datetime
+    backup_sets: int
+
+
+class SnapshotIn(Strict):
+    """The summary of the snapshot a backup committed."""
+
+    id: HexId
+    hostname: Text
+    paths: Annotated[list[Path], Field(max_length=1000)]
+    started_at: datetime
+    finished_at: datetime
+    tags: Annotated[list[Annotated[str, StringConstraints(max_length=200)]], Field(max_length=100)] = []  # fmt: skip
+    files_total: Count = 0
+    bytes_total: Count = 0
+    files_new: Count = 0
+    files_changed: Count = 0
+    bytes_added: Count = 0
+
+    def to_domain(self) -> ReportedSnapshot:
+        """The catalog's form."""
+        return ReportedSnapshot(
+            vault_snapshot_id=self.id,
+            hostname=self.hostname,
+            paths=list(self.paths),
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            tags=list(self.tags),
+            files_total=self.files_total,
+            bytes_total=self.bytes_total,
+            files_new=self.files_new,
+            files_changed=self.files_changed,
+            bytes_added=self.bytes_added,
+        )
+
+
+class JobError(Strict):
+    """One error of a job: which path and what went wrong."""
+
+    path: Annotated[str, StringConstraints(max_length=4096)] = ""
+    message: Annotated[str, StringConstraints(max_length=4096)]
+
+
+ErrorItem = Annotated[str, StringConstraints(max_length=4096)] | JobError
+
+
+class JobReportIn(Strict):
+    """A job's state and progress; send the whole picture each time (the report is idempotent)."""
+
+    backup_set: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    kind: JobKind
+    state: AgentJobState
+    bytes_done: Count = 0
+    bytes_total: Count | None = None
+    files_done: Count = 0
+    files_total: Count | None = None
+    rate: Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)] | None = None
+    eta_seconds: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    errors: Annotated[list[ErrorItem], Field(max_length=1000)] = []
+    error_count: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    snapshot: SnapshotIn | None = None
+
+    def to_domain(self) -> JobReport:
+        """The catalog's form; errors become ``path: message`` lines."""
+        messages = [
+            e if isinstance(e, str) else (f"{e.path}: {e.message}" if e.path else e.message)
+            for e in self.errors
+        ]
+        return JobReport(
+            kind=self.kind,
+            state=AGENT_STATES[self.state],
+            backup_set=self.backup_set,
+            bytes_done=self.bytes_done,
+            bytes_total=self.bytes_total,
+            files_done=self.files_done,
+            files_total=self.files_total,
+            rate=self.rate,
+            eta_seconds=self.eta_seconds,
+            errors=messages,
+            error_count=self.error_count,
+            snapshot=self.snapshot.to_domain() if self.snapshot else None,
+        )
+
+
+class JobResponse(BaseModel):
+    """The job as recorded."""
+
+    job_uid: uuid.UUID
+    state: str
+    catalog_state: str
+    created: bool
+    snapshot_recorded: bool
+
+
+class Problem(BaseModel):
+    """An RFC 7807 problem document (every error response)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class Health(BaseModel):
+    """Liveness and what this process serves."""
+
+    status: str
+    roles: list[str]
+    version: str

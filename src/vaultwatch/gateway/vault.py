@@ -1,0 +1,422 @@
+"""Agents' access to their tenant's vault: what they may do, and doing it on the Store.
+
+The rules protect backups from a compromised customer server (ransomware
+holding the agent's credential):
+
+- Append-only: an agent may add objects but never replace or delete them,
+  except repository locks (``locks/``), which the engine refreshes and removes.
+- Content-addressed objects (``data/xx/<id>``, ``index/<id>``,
+  ``snapshots/<id>``) must hash to their name, so nothing can be stored under
+  the name of data it is not; the upload is hashed as it streams in.
+- Only the repository layout's names exist: ``config``, ``keys/``, ``locks/``,
+  ``data/``, ``index/``, ``snapshots/``.
+
+Uploads stream to a spool file (bounded memory however slow the client);
+only a verified upload is read back and handed to the Store, and at most
+``max_concurrent_puts`` at a time, which bounds the memory that costs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import blake3
+
+from vaultwatch.catalog import Catalog, audit
+from vaultwatch.catalog.vaults import get_tenant_vault, register_tenant_vault
+from vaultwatch.errors import VaultwatchError
+from vaultwatch.server_config import ServerSettings
+from vaultwatch.store.base import Store, StoredObject, check_name, check_prefix
+from vaultwatch.store.errors import ObjectExistsError, StorePermissionError
+from vaultwatch.store.url import open_store
+
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10000
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_DATA = re.compile(r"^data/([0-9a-f]{2})/([0-9a-f]{64})$")
+_TOP_LEVEL = ("keys/", "locks/", "data/", "index/", "snapshots/")
+_LISTING_TTL = 300.0
+_LISTING_CACHE = 32
+_SPOOL_CHUNK = 1 << 20
+
+
+class UploadTooLargeError(VaultwatchError):
+    """The upload is larger than this gateway accepts for one object."""
+
+    http_status = 413
+
+
+class ContentMismatchError(VaultwatchError):
+    """The upload does not hash to what the client declared, or to the object's name."""
+
+    http_status = 422
+
+
+class ObjectNamingError(VaultwatchError):
+    """The name does not fit the repository layout (unknown kind, or not named by its id)."""
+
+    http_status = 422
+
+
+class InvalidCursorError(VaultwatchError):
+    """The listing cursor was not made by this API."""
+
+    http_status = 400
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """Who is calling, as established from the credential (never from the request)."""
+
+    agent_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_name: str
+    hostname: str
+
+    @property
+    def actor(self) -> str:
+        """The audit actor."""
+        return audit.agent_actor(self.agent_id)
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    """One page of a sorted listing."""
+
+    objects: list[StoredObject]
+    next_cursor: str | None
+
+
+def is_lock(name: str) -> bool:
+    """Whether agents may overwrite and delete this object."""
+    return name.startswith("locks/")
+
+
+def check_layout(name: str) -> str:
+    """Refuse names outside the repository layout (after the Store's own name check)."""
+    check_name(name)
+    if name == "config" or (name.startswith(_TOP_LEVEL) and name.count("/") >= 1):
+        return name
+    raise ObjectNamingError(
+        f"{name!r} is not a repository object: expected config, keys/, locks/, data/, index/ "
+        "or snapshots/"
+    )
+
+
+def expected_content_id(name: str) -> str | None:
+    """The BLAKE3 hex a content-addressed object must hash to; None for other objects."""
+    if name.startswith("data/"):
+        m = _DATA.match(name)
+        if not m or not m.group(2).startswith(m.group(1)):
+            raise ObjectNamingError(f"{name!r}: packs are named data/<first 2 hex of id>/<id>")
+        return m.group(2)
+    for kind in ("index/", "snapshots/"):
+        if name.startswith(kind):
+            tail = name[len(kind) :]
+            if not _HEX64.match(tail):
+                raise ObjectNamingError(f"{name!r}: {kind[:-1]} files are named by their BLAKE3 id")
+            return tail
+    return None
+
+
+def parse_digest(value: str | None) -> str:
+    """The declared X-Content-Blake3 as lower-case hex (64 digits), or an error."""
+    if value is None:
+        raise ContentMismatchError("the X-Content-Blake3 header is required on uploads")
+    value = value.strip().lower()
+    if not _HEX64.match(value):
+        raise ContentMismatchError(
+            "X-Content-Blake3 must be 64 hex digits (the BLAKE3 of the body)"
+        )
+    return value
+
+
+def encode_cursor(listing_id: str, after: str) -> str:
+    """An opaque cursor: which cached listing, and the last name returned."""
+    raw = json.dumps({"l": listing_id, "a": after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """(listing id, last name) of a cursor; InvalidCursorError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        doc = json.loads(raw)
+        listing_id, after = doc["l"], doc["a"]
+        if not isinstance(listing_id, str) or not isinstance(after, str):
+            raise TypeError
+        return listing_id, after
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursorError("invalid listing cursor") from None
+
+
+class VaultAccess:
+    """Opens tenants' vault Stores (kept open and shared) and applies the agent rules."""
+
+    def __init__(self, settings: ServerSettings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self._stores: dict[uuid.UUID, Store] = {}
+        self._stores_lock = threading.Lock()
+        self._listings: OrderedDict[tuple[uuid.UUID, str], tuple[float, list[StoredObject]]] = (
+            OrderedDict()
+        )
+        self._listings_lock = threading.Lock()
+        self._put_slots = threading.BoundedSemaphore(settings.max_concurrent_puts)
+        settings.upload_spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # -- stores ----------------------------------------------------------------------------
+
+    def provision(self, tenant_id: uuid.UUID, actor: str) -> str:
+        """Create the tenant's vault storage and record it (idempotent); returns its location."""
+        with self.catalog.session(tenant_id=tenant_id) as session:
+            vault = get_tenant_vault(session, tenant_id)
+            if vault is not None:
+                return vault.primary_location
+        location = self.settings.vault_location(str(tenant_id))
+        store = open_store(location, create=True)
+        store.close()
+        with self.catalog.session(tenant_id=tenant_id) as session:
+            return register_tenant_vault(session, tenant_id, location, actor=actor).primary_location
+
+    def store_for(self, identity: AgentIdentity) -> Store:
+        """The tenant's vault Store, provisioned on first use.
+
+        A vault that the catalog knows but whose storage is gone is never
+        silently recreated empty: that is data loss for the SOC to handle,
+        and the agent gets RepositoryNotFoundError.
+        """
+        with self._stores_lock:
+            store = self._stores.get(identity.tenant_id)
+        if store is not None:
+            return store
+        with self.catalog.session(tenant_id=identity.tenant_id) as session:
+            vault = get_tenant_vault(session, identity.tenant_id)
+            location = vault.primary_location if vault is not None else None
+        if location is None:
+            location = self.provision(identity.tenant_id, identity.actor)
+        store = open_store(location)
+        with self._stores_lock:
+            existing = self._stores.setdefault(identity.tenant_id, store)
+        if existing is not store:
+            store.close()
+        return existing
+
+    def close(self) -> None:
+        """Close every open Store."""
+        with self._stores_lock:
+            stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            store.close()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def list_page(
+        self, identity: AgentIdentity, prefix: str, cursor: str | None, limit: int
+    ) -> ListingPage:
+        """One page of the objects under ``prefix``, sorted by name.
+
+        The first page lists the store once and keeps the sorted result for a
+        few minutes, so paging through a large vault costs one listing, not
+        one per page. A cursor whose listing is gone (expired, or another
+        server node) still works: the store is listed again and the page
+        resumes after the cursor's last name.
+        """
+        check_prefix(prefix)
+        limit = max(1, min(limit, MAX_PAGE))
+        store = self.store_for(identity)
+        listing_id: str
+        after: str | None = None
+        objects: list[StoredObject] | None = None
+        if cursor:
+            listing_id, after = decode_cursor(cursor)
+            objects = self._cached_listing(identity.tenant_id, listing_id, prefix)
+        else:
+            listing_id = secrets.token_hex(8)
+        if objects is None:
+            objects = sorted(store.list(prefix), key=lambda o: o.name)
+            if after is not None:
+                listing_id = secrets.token_hex(8)
+            self._remember_listing(identity.tenant_id, listing_id, prefix, objects)
+        start = 0
+        if after is not None:
+            start = _bisect_after(objects, after)
+        page = objects[start : start + limit]
+        more = start + limit < len(objects)
+        next_cursor = encode_cursor(listing_id, page[-1].name) if more and page else None
+        return ListingPage(page, next_cursor)
+
+    def _cached_listing(
+        self, tenant_id: uuid.UUID, listing_id: str, prefix: str
+    ) -> list[StoredObject] | None:
+        key = (tenant_id, f"{listing_id}\0{prefix}")
+        with self._listings_lock:
+            entry = self._listings.get(key)
+            if entry is None or time.monotonic() - entry[0] > _LISTING_TTL:
+                return None
+            self._listings.move_to_end(key)
+            return entry[1]
+
+    def _remember_listing(
+        self, tenant_id: uuid.UUID, listing_id: str, prefix: str, objects: list[StoredObject]
+    ) -> None:
+        key = (tenant_id, f"{listing_id}\0{prefix}")
+        now = time.monotonic()
+        with self._listings_lock:
+            self._listings[key] = (now, objects)
+            while len(self._listings) > _LISTING_CACHE:
+                self._listings.popitem(last=False)
+            for stale in [k for k, (t, _) in self._listings.items() if now - t > _LISTING_TTL]:
+                del self._listings[stale]
+
+    def size(self, identity: AgentIdentity, name: str) -> int:
+        """The object's size."""
+        return self.store_for(identity).size(check_name(name))
+
+    def read(self, identity: AgentIdentity, name: str) -> bytes:
+        """The whole object."""
+        return self.store_for(identity).get(check_name(name))
+
+    def read_range(self, identity: AgentIdentity, name: str, offset: int, length: int) -> bytes:
+        """Part of the object."""
+        return self.store_for(identity).get_range(check_name(name), offset, length)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def check_put(self, identity: AgentIdentity, name: str, overwrite: bool) -> str | None:
+        """Validate a PUT before its body is read; returns the id the content must hash to."""
+        check_layout(name)
+        if overwrite and not is_lock(name):
+            self._refuse(identity, "vault.overwrite_refused", name)
+        return expected_content_id(name)
+
+    def check_delete(self, identity: AgentIdentity, name: str) -> None:
+        """Agents may delete locks only."""
+        check_name(name)
+        if not is_lock(name):
+            self._refuse(identity, "vault.delete_refused", name)
+
+    def _refuse(self, identity: AgentIdentity, action: str, name: str) -> None:
+        """Record the attempt (ransomware tries exactly this) and refuse it."""
+        with self.catalog.session(tenant_id=identity.tenant_id) as session:
+            audit.record(
+                session,
+                identity.actor,
+                action,
+                identity.tenant_id,
+                target=f"object:{name}",
+                details={"hostname": identity.hostname},
+            )
+        what = "replace" if "overwrite" in action else "delete"
+        raise StorePermissionError(
+            f"agents may not {what} {name!r}: the vault is append-only for agents (only locks/ "
+            "may change)"
+        )
+
+    async def receive(
+        self,
+        body: AsyncIterator[bytes],
+        declared_length: int | None,
+        declared_digest: str,
+        content_id: str | None,
+    ) -> Path:
+        """Stream an upload to a spool file, hashing it; returns the verified file's path.
+
+        The caller removes the file. Refuses a body over the size limit (as
+        soon as it is known: from Content-Length, or while streaming), a body
+        that does not hash to the declared digest, and a content-addressed
+        object whose name is not its hash.
+        """
+        limit = self.settings.max_upload_bytes
+        if declared_length is not None and declared_length > limit:
+            raise UploadTooLargeError(
+                f"the object is {declared_length} bytes; this gateway accepts at most {limit}"
+            )
+        if content_id is not None and content_id != declared_digest:
+            raise ContentMismatchError(
+                f"the declared BLAKE3 {declared_digest[:16]}… is not the object's name"
+            )
+        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.settings.upload_spool)
+        path = Path(tmp)
+        try:
+            hasher = blake3.blake3()
+            received = 0
+            buffer = bytearray()
+            with os.fdopen(fd, "wb") as out:
+
+                def flush(data: bytes) -> None:
+                    hasher.update(data)
+                    out.write(data)
+
+                async for chunk in body:
+                    received += len(chunk)
+                    if received > limit:
+                        raise UploadTooLargeError(
+                            f"the object is larger than this gateway accepts ({limit} bytes)"
+                        )
+                    buffer += chunk
+                    if len(buffer) >= _SPOOL_CHUNK:
+                        data, buffer = bytes(buffer), bytearray()
+                        await anyio.to_thread.run_sync(flush, data)
+                if buffer:
+                    await anyio.to_thread.run_sync(flush, bytes(buffer))
+            if declared_length is not None and received != declared_length:
+                raise ContentMismatchError(
+                    f"the body has {received} bytes, Content-Length said {declared_length}"
+                )
+            if hasher.hexdigest() != declared_digest:
+                raise ContentMismatchError(
+                    "the body does not match X-Content-Blake3 (corrupted in transit?)"
+                )
+            return path
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def store_upload(
+        self, identity: AgentIdentity, name: str, spooled: Path, overwrite: bool
+    ) -> int:
+        """Put a verified upload into the vault; returns its size.
+
+        ObjectExistsError for an existing object unless overwriting a lock.
+        """
+        store = self.store_for(identity)
+        with self._put_slots:
+            data = spooled.read_bytes()
+            try:
+                store.put(name, data, overwrite=overwrite and is_lock(name))
+            except ObjectExistsError:
+                raise ObjectExistsError(
+                    f"object {name!r} already exists; agents cannot replace objects"
+                ) from None
+        return len(data)
+
+    def delete(self, identity: AgentIdentity, name: str) -> None:
+        """Remove a lock (check_delete first)."""
+        self.store_for(identity).delete(name)
+
+
+def _bisect_after(objects: list[StoredObject], after: str) -> int:
+    lo, hi = 0, len(objects)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if objects[mid].name <= after:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -1,0 +1,355 @@
+"""The server: setting up a data directory, building the ASGI app for the chosen roles, running it.
+
+Roles let one code base run as separate processes (or nodes) sharing one
+catalog and one vault storage: ``gateway`` serves the agent API, ``web`` the
+portal and console, ``worker`` the background duties. Every role answers
+``/healthz``; what else a role serves is added here as it is built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from vaultwatch import __version__
+from vaultwatch.catalog import Catalog, Role, audit
+from vaultwatch.catalog.security import new_token_key
+from vaultwatch.catalog.users import count_users, create_user
+from vaultwatch.gateway import schemas
+from vaultwatch.gateway.problems import install_problem_handlers, problem_response
+from vaultwatch.gateway.routes import API_PREFIX, OBJECTS, router
+from vaultwatch.gateway.service import GatewayService
+from vaultwatch.gateway.tls import check_key_pair, create_ca_and_server_cert, fingerprint
+from vaultwatch.gateway.vault import VaultAccess
+from vaultwatch.server_config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    PRIVATE_DIR_MODE,
+    ROLES,
+    SECRET_FILE_MODE,
+    SETTINGS_FILE,
+    ServerConfigError,
+    ServerSettings,
+    parse_roles,
+    write_settings,
+)
+from vaultwatch.store.url import open_store
+
+log = logging.getLogger("vaultwatch.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# -- init --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``server init`` made; the password is shown once and kept nowhere in clear."""
+
+    settings: ServerSettings
+    admin_email: str | None
+    admin_password: str | None
+    ca_fingerprint: str | None
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def init_server(
+    data_dir: Path,
+    *,
+    catalog_url: str | None = None,
+    vault_url: str | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    admin_email: str = "admin@localhost",
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    server_names: list[str] | None = None,
+) -> InitResult:
+    """Create a data directory: settings, token key, TLS identity, catalog and first administrator.
+
+    With a catalog that already has an administrator (another node of the
+    same service initialised it), no second one is made.
+    """
+    root = Path(os.path.abspath(data_dir))
+    if (root / SETTINGS_FILE).exists():
+        raise ServerConfigError(f"{root} is already a server data directory")
+    if (tls_cert is None) != (tls_key is None):
+        raise ServerConfigError("give both --tls-cert and --tls-key, or neither")
+    root.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    os.chmod(root, PRIVATE_DIR_MODE)
+
+    ca_cert: Path | None
+    if tls_cert is not None and tls_key is not None:
+        cert_path, key_path = Path(os.path.abspath(tls_cert)), Path(os.path.abspath(tls_key))
+        check_key_pair(cert_path, key_path)
+        ca_cert = None
+    else:
+        names = [n for n in ([host] + (server_names or [])) if n not in ("0.0.0.0", "::", "")]
+        files = create_ca_and_server_cert(root / "tls", names=names)
+        cert_path, key_path, ca_cert = files.cert, files.key, files.ca_cert
+
+    token_key_file = root / "secrets" / "token.key"
+    if not token_key_file.exists():
+        _write_secret(token_key_file, new_token_key())
+
+    settings = ServerSettings(
+        data_dir=root,
+        catalog_url=catalog_url or f"sqlite:///{root / 'catalog.db'}",
+        vault_url=vault_url or str(root / "vaults"),
+        tls_cert=cert_path,
+        tls_key=key_path,
+        ca_cert=ca_cert,
+        token_key_file=token_key_file,
+        host=host,
+        port=port,
+    )
+    store = open_store(settings.vault_url, create=True)
+    store.close()
+
+    catalog = Catalog(settings.catalog_url)
+    try:
+        catalog.upgrade()
+        _make_private(settings.catalog_url)
+        password: str | None = None
+        email: str | None = None
+        actor = audit.system_actor("server-init")
+        with catalog.session() as session:
+            if count_users(session, Role.ADMINISTRATOR) == 0:
+                password = secrets.token_urlsafe(18)
+                user = create_user(
+                    session,
+                    email=admin_email,
+                    display_name="Administrator",
+                    role=Role.ADMINISTRATOR,
+                    password=password,
+                    actor=actor,
+                )
+                email = user.email
+            audit.record(
+                session,
+                actor,
+                "server.init",
+                None,
+                target=f"node:{socket.gethostname()}",
+                details={"data_dir": str(root), "own_ca": ca_cert is not None},
+            )
+    finally:
+        catalog.dispose()
+    write_settings(settings)
+    return InitResult(
+        settings=settings,
+        admin_email=email,
+        admin_password=password,
+        ca_fingerprint=fingerprint(ca_cert) if ca_cert is not None else None,
+    )
+
+
+def _make_private(catalog_url: str) -> None:
+    """A SQLite catalog holds password hashes and credential digests: owner only."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(catalog_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(str(url.database))
+        if path.exists():
+            os.chmod(path, SECRET_FILE_MODE)
+
+
+# -- app -------------------------------------------------------------------------------------
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``limit`` bytes with 413, except vault uploads.
+
+    Vault uploads have their own (larger) limit, enforced as they stream in;
+    everything else is JSON that must never fill the server's memory.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, exempt_prefix: str) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt_prefix = exempt_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(self.exempt_prefix):
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.limit:
+                    await self._refuse(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, f"the request body is larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(413, f"the request body is larger than {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+def build_app(
+    settings: ServerSettings,
+    roles: tuple[str, ...] | list[str] | str | None = None,
+    *,
+    catalog: Catalog | None = None,
+) -> FastAPI:
+    """The ASGI app serving ``roles`` (default: the settings' roles)."""
+    chosen = parse_roles(roles if roles is not None else settings.roles)
+    own_catalog = catalog is None
+    cat = catalog or Catalog(settings.catalog_url)
+    vaults: VaultAccess | None = None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if vaults is not None:
+                vaults.close()
+            if own_catalog:
+                cat.dispose()
+
+    app = FastAPI(
+        title="Vaultwatch gateway API",
+        version=__version__,
+        summary="Agent enrollment, vault access, heartbeats and job reports.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.roles = chosen
+    app.state.catalog = cat
+    install_problem_handlers(app)
+
+    @app.get("/healthz", response_model=schemas.Health, tags=["health"])
+    def healthz() -> schemas.Health:
+        """Liveness: the process is up and serving these roles."""
+        return schemas.Health(status="ok", roles=list(chosen), version=__version__)
+
+    if "gateway" in chosen:
+        cat.check_schema()
+        vaults = VaultAccess(settings, cat)
+        app.state.gateway = GatewayService(cat, settings.token_key(), vaults)
+        app.include_router(router)
+        schema = app.openapi()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            schemas.Problem.model_json_schema()
+        )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_json_bytes,
+        exempt_prefix=f"{API_PREFIX}{OBJECTS}/",
+    )
+    return app
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging, as JSON lines on stderr (access lines carry no headers, so no credentials)."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {"default": handler},
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "vaultwatch": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+        },
+    }
+
+
+def run_server(
+    settings: ServerSettings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    roles: tuple[str, ...] | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve over TLS until interrupted."""
+    import uvicorn
+
+    chosen = roles or settings.roles
+    os.umask(0o077)  # the catalog's WAL files, spooled uploads and vault files stay private
+    for path in (settings.tls_cert, settings.tls_key):
+        if not path.is_file():
+            raise ServerConfigError(f"TLS file {path} is missing")
+    app = build_app(settings, chosen)
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        ssl_certfile=str(settings.tls_cert),
+        ssl_keyfile=str(settings.tls_key),
+        log_config=log_config(log_level),
+        log_level=log_level,
+        server_header=False,
+        timeout_keep_alive=30,
+        proxy_headers=False,
+    )
+
+
+__all__ = ["ROLES", "BodyLimitMiddleware", "InitResult", "build_app", "init_server", "run_server"]
