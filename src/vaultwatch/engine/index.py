@@ -179,7 +179,7 @@ class BlobIndex:
         """Merge one decrypted index file; returns the pack ids it lists."""
         try:
             raw = zstandard.ZstdDecompressor().decompress(payload)
-        except zstandard.ZstdError as exc:
+        except (zstandard.ZstdError, MemoryError) as exc:  # a damaged header can claim any size
             raise IntegrityError(f"index {name} is not valid zstd: {exc}") from None
         if raw[:4] != INDEX_MAGIC or raw[4:5] != b"\x01":
             raise IntegrityError(f"index {name} has a bad header")
