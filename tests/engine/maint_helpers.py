@@ -59,11 +59,12 @@ def make_repo(tmp_path: Path, *, pack_size: int = 64 * 1024, name: str = "repo")
     return Repository.init(LocalStore(root), "pw", kdf=KDF, pack_size=pack_size)
 
 
-def reopen(repo: Repository) -> Repository:
-    """The same repository opened anew (nothing cached)."""
+def reopen(repo: Repository, *, load_index: bool = True) -> Repository:
+    """The same repository opened anew (nothing cached), with its index loaded unless asked not to."""
     assert isinstance(repo.store, LocalStore)
     fresh = Repository.open(LocalStore(repo.store.root), "pw")
-    fresh.load_index()
+    if load_index:
+        fresh.load_index()
     return fresh
 
 
