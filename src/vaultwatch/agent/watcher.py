@@ -125,6 +125,9 @@ class Watcher:
             logger.addHandler(self._hook)
             if logger.getEffectiveLevel() > logging.WARNING:
                 logger.setLevel(logging.WARNING)
+        # Started first: then each schedule() starts its watch at once and a path that
+        # cannot be watched fails alone instead of taking every other watch down.
+        self.observer.start()
         for s in self.sets:
             handler = _Handler(s.name, ChangeFilter(s.paths, s.excludes, self.ignored), self.notify)
             for path in s.paths:
@@ -140,7 +143,6 @@ class Watcher:
                         path,
                         exc.strerror or exc,
                     )
-        self.observer.start()
 
     def stop(self) -> None:
         """Stop watching."""
