@@ -200,7 +200,7 @@ def test_bad_config_names_the_key(tmp_path: Path, mutate: Any, key: str, words: 
 
 
 def test_unreadable_or_broken_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such file.*enroll first"):
+    with pytest.raises(ConfigError, match=r"no such file.*enroll first"):
         load_config(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("[agent\nid = 1\n")
