@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from vaultwatch import __version__
 from vaultwatch.engine.chunker import Chunker
@@ -37,7 +37,8 @@ from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import DIR, FILE, Node, Tree
 
 BATCH_BYTES = 4 * 1024 * 1024
-READ_BLOCK = 1024 * 1024
+SMALL_FILE = 1024 * 1024
+SMALL_BATCH_FILES = 256
 
 
 class FileCache(Protocol):
@@ -127,10 +128,37 @@ class _FileOutcome:
     new_bytes: int = 0
 
 
+class _Batch:
+    """Files read by one task: many small files share one, a large file has its own.
+
+    One task per file would cost more in thread hand-offs than reading a small file.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, Node]] = []
+        self.size = 0
+        self.future: Future[list[_FileOutcome]] | None = None
+
+    def add(self, path: bytes, node: Node) -> _FileRef:
+        self.items.append((path, node))
+        self.size += node.size
+        return _FileRef(self, len(self.items) - 1)
+
+
+@dataclass
+class _FileRef:
+    batch: _Batch
+    index: int
+
+    def result(self) -> _FileOutcome:
+        assert self.batch.future is not None
+        return self.batch.future.result()[self.index]
+
+
 @dataclass
 class _DirJob:
     node: Node
-    entries: list[tuple[Node, Future[_FileOutcome] | _DirJob | None]] = field(default_factory=list)
+    entries: list[tuple[Node, _FileRef | _DirJob | None]] = field(default_factory=list)
     error: str = ""
 
 
@@ -149,7 +177,8 @@ class _Backup:
         self.total_bytes = 0
         self._count_lock = threading.Lock()
         self._local = threading.local()
-        self._seen_inodes: dict[tuple[int, int], Future[_FileOutcome]] = {}
+        self._seen_inodes: dict[tuple[int, int], _FileRef] = {}
+        self._small = _Batch()
         self.root_devices: set[int] = set()
         self.writer: BlobWriter | None = None
         self.file_pool: ThreadPoolExecutor | None = None
@@ -179,6 +208,45 @@ class _Backup:
 
     # -- file reading (file pool) -----------------------------------------------------
 
+    def _read_small(self, f: BinaryIO) -> tuple[list[bytes], int, int]:
+        """Read, cut, hash and compress in this thread: a hand-off would cost more than the work."""
+        data = f.read()
+        chunks = list(self._chunker().chunk_bytes(data))
+        ids, new_bytes = self._store_batch(chunks)
+        self.progress.add(len(data))
+        return ids, len(data), new_bytes
+
+    def _read_large(self, f: BinaryIO) -> tuple[list[bytes], int, int]:
+        """Stream the file; batches of chunks go to the hash pool, at most two in flight."""
+        assert self.hash_pool is not None
+        content: list[bytes] = []
+        pending: list[Future[tuple[list[bytes], int]]] = []
+        batch: list[bytes] = []
+        batch_bytes = size = new_bytes = 0
+
+        def drain(limit: int) -> None:
+            nonlocal new_bytes
+            while len(pending) > limit:
+                ids, nb = pending.pop(0).result()
+                content.extend(ids)
+                new_bytes += nb
+
+        for chunk in self._chunker().chunks(f):
+            batch.append(chunk)
+            batch_bytes += len(chunk)
+            size += len(chunk)
+            self.progress.add(len(chunk))
+            if batch_bytes >= BATCH_BYTES:
+                pending.append(self.hash_pool.submit(self._store_batch, batch))
+                batch, batch_bytes = [], 0
+                drain(1)
+        drain(0)
+        if batch:
+            ids, nb = self._store_batch(batch)
+            content.extend(ids)
+            new_bytes += nb
+        return content, size, new_bytes
+
     def _read_once(self, path: bytes) -> _FileOutcome:
         assert self.hash_pool is not None
         flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
@@ -186,34 +254,14 @@ class _Backup:
             fd = os.open(path, flags)
         except PermissionError:
             fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))
-        with os.fdopen(fd, "rb", buffering=READ_BLOCK) as f:
+        with os.fdopen(fd, "rb", buffering=0) as f:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise OSError(errno.EINVAL, "no longer a regular file")
-            content: list[bytes] = []
-            pending: list[Future[tuple[list[bytes], int]]] = []
-            batch: list[bytes] = []
-            batch_bytes = size = new_bytes = 0
-
-            def drain(limit: int) -> None:
-                nonlocal new_bytes
-                while len(pending) > limit:
-                    ids, nb = pending.pop(0).result()
-                    content.extend(ids)
-                    new_bytes += nb
-
-            for chunk in self._chunker().chunks(f):
-                batch.append(chunk)
-                batch_bytes += len(chunk)
-                size += len(chunk)
-                self.progress.add(len(chunk))
-                if batch_bytes >= BATCH_BYTES:
-                    pending.append(self.hash_pool.submit(self._store_batch, batch))
-                    batch, batch_bytes = [], 0
-                    drain(1)
-            if batch:
-                pending.append(self.hash_pool.submit(self._store_batch, batch))
-            drain(0)
+            if before.st_size <= SMALL_FILE:
+                content, size, new_bytes = self._read_small(f)
+            else:
+                content, size, new_bytes = self._read_large(f)
             after = os.fstat(fd)
         changed = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
             after.st_size,
@@ -276,17 +324,36 @@ class _Backup:
             return None
         return content
 
-    def _submit_file(self, path: bytes, node: Node) -> Future[_FileOutcome]:
-        assert self.file_pool is not None
+    def _submit_file(self, path: bytes, node: Node) -> _FileRef:
         key = (node.device, node.inode)
         if node.links > 1:
             seen = self._seen_inodes.get(key)
             if seen is not None:
                 return seen
-        fut = self.file_pool.submit(self._read_file, path, node)
+        if node.size > SMALL_FILE:
+            batch = _Batch()
+            ref = batch.add(path, node)
+            self._start(batch)
+        else:
+            ref = self._small.add(path, node)
+            if len(self._small.items) >= SMALL_BATCH_FILES or self._small.size >= BATCH_BYTES:
+                self.flush_small()
         if node.links > 1:
-            self._seen_inodes[key] = fut
-        return fut
+            self._seen_inodes[key] = ref
+        return ref
+
+    def _start(self, batch: _Batch) -> None:
+        assert self.file_pool is not None
+        batch.future = self.file_pool.submit(self._read_batch, batch.items)
+
+    def flush_small(self) -> None:
+        """Send the batch of small files collected so far to a reader."""
+        if self._small.items:
+            self._start(self._small)
+            self._small = _Batch()
+
+    def _read_batch(self, items: list[tuple[bytes, Node]]) -> list[_FileOutcome]:
+        return [self._read_file(path, node) for path, node in items]
 
     def _scan_dir(self, path: bytes, node: Node, parent_tree: Tree | None) -> _DirJob:
         job = _DirJob(node)
@@ -383,6 +450,7 @@ class _Backup:
         root = _DirJob(Node(name=b"", type=DIR))
         for target in targets:
             self._add_target(root, os.fsencode(target), parent_root)
+        self.flush_small()
         assert self.writer is not None
         return self._finish_dir(root, b"/"), targets
 
