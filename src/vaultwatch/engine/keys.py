@@ -135,7 +135,7 @@ class KeySlot:
         """Parse a slot file; IntegrityError when it is not one."""
         try:
             doc = json.loads(data)
-            return cls(
+            slot = cls(
                 slot_id=slot_id,
                 kind=doc["kind"],
                 created=doc["created"],
@@ -148,6 +148,17 @@ class KeySlot:
                 else b"",
                 recipient=doc.get("recipient", ""),
             )
+            # Fail here, not halfway through an unlock, when the parameters are unusable.
+            if slot.kind == PASSPHRASE:
+                params, _ = slot._kdf_params()
+                if (
+                    min(params.time_cost, params.parallelism) < 1
+                    or params.memory_kib < 8 * params.parallelism
+                ):
+                    raise ValueError(f"unusable Argon2 parameters {params}")
+            elif slot.kind == ESCROW and len(slot.ephemeral_public) != 32:
+                raise ValueError("the ephemeral public key is not 32 bytes")
+            return slot
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"key slot keys/{slot_id} is malformed: {exc}") from None
 
@@ -243,7 +254,7 @@ def escrow_slot(master: MasterKey, recipient: X25519PublicKey) -> KeySlot:
     )
 
 
-def load_slots(store: Store) -> list[KeySlot]:
+def load_slots(store: Store, *, skip_malformed: bool = False) -> list[KeySlot]:
     """Every key slot of the repository, oldest first."""
     slots = []
     for obj in store.list("keys/"):
@@ -252,14 +263,20 @@ def load_slots(store: Store) -> list[KeySlot]:
             slots.append(KeySlot.from_json(slot_id, store.get(obj.name)))
         except ObjectNotFoundError:
             continue
+        except IntegrityError:
+            if not skip_malformed:
+                raise
     return sorted(slots, key=lambda s: (s.created, s.slot_id))
 
 
 def unlock(
     store: Store, passphrase: str | None = None, escrow_key: X25519PrivateKey | None = None
 ) -> tuple[MasterKey, KeySlot]:
-    """Open the master key with a passphrase or an escrow private key."""
-    for slot in load_slots(store):
+    """Open the master key with a passphrase or an escrow private key.
+
+    A damaged (or planted) slot file must not lock the owner out: it is skipped.
+    """
+    for slot in load_slots(store, skip_malformed=True):
         master: MasterKey | None = None
         if passphrase is not None and slot.kind == PASSPHRASE:
             master = slot.unlock_with_passphrase(passphrase)
