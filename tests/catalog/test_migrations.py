@@ -150,7 +150,7 @@ def test_postgres_urls_use_psycopg() -> None:
 def test_foreign_keys_are_enforced(catalog: Catalog) -> None:
     with pytest.raises(IntegrityError), catalog.session() as session:
         session.add(
-            Repository(tenant_id=uuid.uuid4(), name="main", primary_location="file:///srv/v")
+            Repository(tenant_id=uuid.uuid4(), name="main", primary_location="/srv/vault/acme")
         )
 
 
@@ -169,7 +169,9 @@ def test_check_constraints_hold_even_for_raw_sql(
     tenant = add_tenant(catalog, "Acme")
     agent = enroll(catalog, tenant, key).agent
     with catalog.session() as session:
-        repository = Repository(tenant_id=tenant.id, name="main", primary_location="file:///v")
+        repository = Repository(
+            tenant_id=tenant.id, name="main", primary_location="/srv/vault/acme"
+        )
         session.add(repository)
         session.flush()
         backup_set = BackupSet(
@@ -201,7 +203,9 @@ def test_timestamps_are_stored_and_returned_as_aware_utc(catalog: Catalog) -> No
     plus_two = timezone(timedelta(hours=2))
     started = datetime(2024, 3, 1, 14, 30, 15, 123456, tzinfo=plus_two)
     with catalog.session() as session:
-        repository = Repository(tenant_id=tenant.id, name="main", primary_location="file:///v")
+        repository = Repository(
+            tenant_id=tenant.id, name="main", primary_location="/srv/vault/acme"
+        )
         session.add(repository)
         session.flush()
         session.add(
@@ -237,8 +241,8 @@ def test_job_progress_policy_and_snapshot_summary_round_trip(catalog: Catalog, k
         repository = Repository(
             tenant_id=tenant.id,
             name="main",
-            primary_location="s3://vault-a/acme",
-            secondary_location="s3://vault-b/acme",
+            primary_location="s3:https://minio.dc1.example.com/vaults/acme",
+            secondary_location="s3:https://minio.dc2.example.com/vaults/acme",
         )
         session.add(repository)
         session.flush()
@@ -306,4 +310,6 @@ def test_job_progress_policy_and_snapshot_summary_round_trip(catalog: Catalog, k
         assert stored.mode is BackupMode.SCHEDULED
         assert stored.retention == retention
         assert stored.excludes == ["*.tmp", "/srv/db/cache"]
-        assert stored.repository.secondary_location == "s3://vault-b/acme"
+        assert (
+            stored.repository.secondary_location == "s3:https://minio.dc2.example.com/vaults/acme"
+        )

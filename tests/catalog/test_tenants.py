@@ -115,7 +115,9 @@ def _two_tenants_with_data(catalog: Catalog, key: bytes) -> tuple[Tenant, Tenant
         enroll(catalog, tenant, key, hostname=f"{tenant.name.lower()}-1")
         enroll(catalog, tenant, key, hostname=f"{tenant.name.lower()}-2")
         with catalog.session() as session:
-            session.add(Repository(tenant_id=tenant.id, name="main", primary_location="file:///v"))
+            session.add(
+                Repository(tenant_id=tenant.id, name="main", primary_location="/srv/vault/t")
+            )
             session.add(
                 User(
                     tenant_id=tenant.id,
@@ -184,14 +186,14 @@ def test_scoped_bulk_update_and_delete_touch_only_the_tenant(catalog: Catalog, k
 def test_scoped_session_refuses_writes_for_another_tenant(catalog: Catalog, key: bytes) -> None:
     acme, zeta = _two_tenants_with_data(catalog, key)
     with pytest.raises(TenantScopeError), catalog.session(tenant_id=acme.id) as session:
-        session.add(Repository(tenant_id=zeta.id, name="sneaky", primary_location="file:///x"))
+        session.add(Repository(tenant_id=zeta.id, name="sneaky", primary_location="/srv/vault/x"))
     with pytest.raises(TenantScopeError), catalog.session(tenant_id=acme.id) as session:
         session.add(Tenant(name="New", name_key="new"))
     with pytest.raises(TenantScopeError), catalog.session(tenant_id=acme.id) as session:
         create_tenant(session, "Another", actor=ACTOR)
     # A row without a tenant takes the session's: the tenant comes from the credential.
     with catalog.session(tenant_id=acme.id) as session:
-        repository = Repository(name="second", primary_location="file:///y")
+        repository = Repository(name="second", primary_location="/srv/vault/y")
         session.add(repository)
     assert repository.tenant_id == acme.id
     with catalog.session() as session:

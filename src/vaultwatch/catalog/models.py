@@ -255,7 +255,12 @@ class Heartbeat(TenantScoped, Base):
 
 
 class Repository(TenantScoped, Base):
-    """A tenant's vault: where its packs live, and the replica at the second site."""
+    """A tenant's vault: where its packs live, and the replica at the second site.
+
+    Locations are repository URLs as the stores read them (`/srv/vault/acme`,
+    `s3:https://host/bucket/prefix`); they never contain credentials.
+    `vault_id` is the id the repository gives itself, to match a rebuilt catalog.
+    """
 
     __tablename__ = "repositories"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
