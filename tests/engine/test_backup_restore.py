@@ -34,7 +34,10 @@ def test_round_trip_every_kind_of_entry(repo: Repository, repo_path: Path, tmp_p
     assert describe(restored(target, src)) == describe(src)
     # the hardlink is restored as a hardlink, the sparse file stays sparse
     out = restored(target, src)
-    assert os.stat(out / "dir" / "hardlink.bin").st_ino == os.stat(out / "dir" / "nested" / "big.bin").st_ino
+    assert (
+        os.stat(out / "dir" / "hardlink.bin").st_ino
+        == os.stat(out / "dir" / "nested" / "big.bin").st_ino
+    )
     assert os.stat(out / "sparse.img").st_blocks * 512 < 1024 * 1024
 
 
@@ -51,7 +54,9 @@ def test_second_backup_reads_nothing_and_adds_nothing(repo: Repository, tmp_path
     assert second.snapshot.tree == first.snapshot.tree
 
 
-def test_changed_file_is_read_again_and_only_new_chunks_stored(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+def test_changed_file_is_read_again_and_only_new_chunks_stored(
+    repo: Repository, repo_path: Path, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     data = bytearray(os.urandom(4 * 1024 * 1024))
@@ -100,7 +105,9 @@ def test_excludes_and_selected_restore(repo: Repository, repo_path: Path, tmp_pa
     assert files == [restored(only, src / "keep" / "a.txt")]
 
 
-def test_include_that_matches_nothing_is_an_error(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+def test_include_that_matches_nothing_is_an_error(
+    repo: Repository, repo_path: Path, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a").write_text("a")
@@ -124,7 +131,9 @@ def test_dump_writes_one_file(repo: Repository, tmp_path: Path) -> None:
         dump(repo, snap, f"{src}/missing", io.BytesIO())
 
 
-def test_file_changing_while_read_is_retried_then_recorded(repo: Repository, tmp_path: Path) -> None:
+def test_file_changing_while_read_is_retried_then_recorded(
+    repo: Repository, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "stable").write_text("stable")

@@ -30,7 +30,9 @@ def _hostile_snapshot(repo: Repository) -> Snapshot:
             Node(name=b"escape-link", type=SYMLINK, mode=0o777, target=b"/etc"),
         ]
         sub, _ = w.save(TREE, Tree(evil).to_bytes())
-        root, _ = w.save(TREE, Tree([Node(name=b"data", type=DIR, mode=0o755, subtree=sub)]).to_bytes())
+        root, _ = w.save(
+            TREE, Tree([Node(name=b"data", type=DIR, mode=0o755, subtree=sub)]).to_bytes()
+        )
     snap = Snapshot(datetime.now(UTC), root, ["/data"], "host")
     repo.save_snapshot(snap)
     return snap
@@ -47,7 +49,9 @@ def test_hostile_names_are_refused_and_nothing_escapes(repo: Repository, tmp_pat
     assert (target / "data" / "fine.txt").read_text() == "planted by an attacker\n"
     # the symlink is recreated as a symlink, never followed
     assert os.readlink(target / "data" / "escape-link") == "/etc"
-    outside = sorted(p.relative_to(jail) for p in jail.rglob("*") if target not in p.parents and p != target)
+    outside = sorted(
+        p.relative_to(jail) for p in jail.rglob("*") if target not in p.parents and p != target
+    )
     assert outside == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jail", "repo"]
 
@@ -78,7 +82,9 @@ def test_target_that_is_a_file_is_refused(repo: Repository, tmp_path: Path) -> N
         restore(repo, snap, tmp_path / "file")
 
 
-def test_existing_symlink_where_a_file_goes_is_replaced_not_followed(repo: Repository, tmp_path: Path) -> None:
+def test_existing_symlink_where_a_file_goes_is_replaced_not_followed(
+    repo: Repository, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "f.txt").write_text("from backup")
@@ -96,7 +102,9 @@ def test_existing_symlink_where_a_file_goes_is_replaced_not_followed(repo: Repos
     assert (dest / "f.txt").read_text() == "from backup"
 
 
-def test_interrupted_restore_continues_without_rewriting_correct_files(repo: Repository, repo_path: Path, tmp_path: Path) -> None:
+def test_interrupted_restore_continues_without_rewriting_correct_files(
+    repo: Repository, repo_path: Path, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     big = os.urandom(6 * 1024 * 1024)

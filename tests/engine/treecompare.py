@@ -21,7 +21,9 @@ def build_tree(root: Path) -> None:
     big = root / "dir" / "nested" / "big.bin"
     big.parent.mkdir(parents=True)
     big.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
-    (root / "dir" / "text.log").write_bytes(b"".join(b"line %d of the log\n" % i for i in range(60000)))
+    (root / "dir" / "text.log").write_bytes(
+        b"".join(b"line %d of the log\n" % i for i in range(60000))
+    )
     os.link(big, root / "dir" / "hardlink.bin")
     with open(root / "sparse.img", "wb") as f:
         f.seek(8 * 1024 * 1024)
@@ -72,6 +74,15 @@ def describe(root: Path) -> dict[bytes, tuple[object, ...]]:
                 link_group = None
             if stat.S_ISLNK(st.st_mode):
                 content = os.readlink(path)
-            out[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, content,
-                        _xattrs(path), st.st_rdev if stat.S_ISCHR(st.st_mode) else 0, link_group)
+            out[rel] = (
+                kind,
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                st.st_mtime_ns,
+                content,
+                _xattrs(path),
+                st.st_rdev if stat.S_ISCHR(st.st_mode) else 0,
+                link_group,
+            )
     return out
