@@ -368,7 +368,7 @@ class _Backup:
             )
             return job
         for name in names:
-            child_path = os.path.join(path, name)
+            child_path = _join(path, name)
             if self.excluder.excluded(child_path, name):
                 continue
             old = parent_tree.find(name) if parent_tree is not None else None
@@ -418,7 +418,7 @@ class _Backup:
         assert self.writer is not None
         tree = Tree()
         for node, pending in job.entries:
-            child = os.path.join(path, node.name)
+            child = _join(path, node.name)
             if isinstance(pending, _DirJob):
                 node.subtree = self._finish_dir(pending, child)
             elif pending is not None:
@@ -459,7 +459,7 @@ class _Backup:
         parts = [p for p in target.split(b"/") if p]
         job, old_tree, prefix = root, parent_root, b"/"
         for i, part in enumerate(parts):
-            path = os.path.join(prefix, part)
+            path = _join(prefix, part)
             old = old_tree.find(part) if old_tree is not None else None
             if i == len(parts) - 1:
                 self._scan_entry(job, path, part, old)
@@ -480,6 +480,11 @@ class _Backup:
                 else None
             )
             prefix = path
+
+
+def _join(directory: bytes, name: bytes) -> bytes:
+    """os.path.join for a known directory and a plain name, without its per-call overhead."""
+    return directory + name if directory.endswith(b"/") else directory + b"/" + name
 
 
 def _normalize(paths: list[str]) -> list[str]:
