@@ -153,7 +153,7 @@ class Tree:
         try:
             doc = json.loads(data)
             return cls([Node.from_doc(n) for n in doc["nodes"]])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"tree {tree_id[:8]} is malformed: {exc}") from None
 
     def find(self, name: bytes) -> Node | None:

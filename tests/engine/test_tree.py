@@ -1,0 +1,232 @@
+"""Trees: exact round trips of any names and metadata, and a canonical, order-free encoding."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vaultwatch.engine.errors import IntegrityError
+from vaultwatch.engine.tree import DIR, FILE, NODE_TYPES, SYMLINK, Node, Tree
+
+# Text that may hold lone surrogates: what os.fsdecode makes of undecodable xattr names.
+any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=20)
+ints = st.integers(-(2**63), 2**63 - 1)
+uints = st.integers(0, 2**64 - 1)
+ids = st.binary(min_size=32, max_size=32)
+non_utf8 = st.binary(min_size=1, max_size=40).filter(lambda b: not _is_utf8(b))
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+names = st.one_of(st.binary(max_size=60), non_utf8, st.text(max_size=30).map(str.encode))
+
+nodes = st.builds(
+    Node,
+    name=names,
+    type=st.sampled_from(NODE_TYPES),
+    mode=st.integers(0, 0o7777),
+    uid=uints,
+    gid=uints,
+    user=any_text,
+    group=any_text,
+    mtime_ns=ints,
+    atime_ns=ints,
+    ctime_ns=ints,
+    inode=uints,
+    device=uints,
+    links=st.integers(0, 2**32),
+    size=uints,
+    content=st.lists(ids, max_size=5),
+    subtree=st.none() | ids,
+    target=st.none() | names,
+    rdev=uints,
+    xattrs=st.dictionaries(any_text, st.binary(max_size=50), max_size=4),
+    error=any_text,
+)
+trees = st.lists(nodes, max_size=8, unique_by=lambda n: n.name).map(Tree)
+
+
+@settings(max_examples=150, deadline=None)
+@given(node=nodes)
+def test_node_round_trip(node: Node) -> None:
+    doc = json.loads(json.dumps(node.to_doc()))
+    assert Node.from_doc(doc) == node
+
+
+@settings(max_examples=60, deadline=None)
+@given(tree=trees)
+def test_tree_round_trip(tree: Tree) -> None:
+    data = tree.to_bytes()
+    back = Tree.from_bytes(data)
+    assert back.nodes == sorted(tree.nodes, key=lambda n: n.name)
+    assert back.to_bytes() == data
+
+
+@settings(max_examples=40, deadline=None)
+@given(tree=trees, data=st.data())
+def test_encoding_is_independent_of_node_order(tree: Tree, data: st.DataObject) -> None:
+    shuffled = Tree(data.draw(st.permutations(tree.nodes)))
+    assert shuffled.to_bytes() == tree.to_bytes()
+
+
+@settings(max_examples=25, deadline=None)
+@given(tree=trees)
+def test_encoding_is_compact_ascii_json(tree: Tree) -> None:
+    data = tree.to_bytes()
+    data.decode("ascii")
+    assert json.dumps(json.loads(data), separators=(",", ":")).encode() == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=names)
+def test_name_field_rules(name: bytes) -> None:
+    doc = Node(name=name, type=FILE).to_doc()
+    if _is_utf8(name):
+        assert doc["name"] == name.decode("utf-8")
+        assert "name_b64" not in doc
+    else:
+        assert "name" not in doc
+        assert base64.b64decode(doc["name_b64"], validate=True) == name
+    assert Node.from_doc(doc).name == name
+
+
+@settings(max_examples=100, deadline=None)
+@given(target=names)
+def test_symlink_target_rules(target: bytes) -> None:
+    doc = Node(name=b"link", type=SYMLINK, target=target).to_doc()
+    if _is_utf8(target):
+        assert doc["target"] == target.decode("utf-8")
+        assert "target_b64" not in doc
+    else:
+        assert base64.b64decode(doc["target_b64"]) == target
+    assert Node.from_doc(doc).target == target
+
+
+def test_non_utf8_name_and_target_example() -> None:
+    node = Node(name=b"caf\xe9", type=SYMLINK, target=b"/tmp/\xff\xfe")
+    doc = node.to_doc()
+    assert doc == {"type": "symlink", "name_b64": "Y2Fm6Q==", "target_b64": "L3RtcC///g=="}
+    assert Node.from_doc(doc) == node
+    assert node.display_name == "caf\udce9"
+
+
+def test_empty_fields_are_left_out() -> None:
+    assert Node(name=b"a", type=FILE).to_doc() == {"type": "file", "name": "a"}
+    doc = Node(
+        name=b"d",
+        type=DIR,
+        mode=0o755,
+        links=2,
+        subtree=b"\x01" * 32,
+        content=[b"\x02" * 32],
+        xattrs={"user.b": b"2", "user.a": b"\x00"},
+    ).to_doc()
+    assert doc == {
+        "type": "dir",
+        "name": "d",
+        "mode": 0o755,
+        "links": 2,
+        "content": ["02" * 32],
+        "subtree": "01" * 32,
+        "xattrs": {"user.a": "AA==", "user.b": "Mg=="},
+    }
+    assert list(doc["xattrs"]) == ["user.a", "user.b"]
+    # links=1 is the default and left out; links=0 is kept.
+    assert "links" not in Node(name=b"a", type=FILE, links=1).to_doc()
+    assert Node(name=b"a", type=FILE, links=0).to_doc()["links"] == 0
+
+
+def test_empty_tree() -> None:
+    assert Tree().to_bytes() == b'{"nodes":[]}'
+    assert Tree.from_bytes(b'{"nodes":[]}').nodes == []
+
+
+def test_nodes_are_sorted_by_raw_bytes() -> None:
+    tree = Tree([Node(name=n, type=FILE) for n in (b"b", b"\xff", b"B", b"a", b"\x00x")])
+    order = [n.name for n in Tree.from_bytes(tree.to_bytes()).nodes]
+    assert order == [b"\x00x", b"B", b"a", b"b", b"\xff"]
+
+
+def test_find() -> None:
+    tree = Tree([Node(name=b"a", type=FILE), Node(name=b"\xff", type=DIR)])
+    found = tree.find(b"\xff")
+    assert found is not None and found.type == DIR
+    assert tree.find(b"c") is None
+
+
+def _node_doc(**extra: Any) -> dict[str, Any]:
+    return {"name": "x", "type": "file", **extra}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b"{}",
+        b'{"nodes": 5}',
+        b'{"nodes": [5]}',
+        b'{"nodes": ["x"]}',
+        json.dumps({"nodes": [{"type": "file"}]}).encode(),
+        json.dumps({"nodes": [{"name": "x"}]}).encode(),
+        json.dumps({"nodes": [_node_doc(type="socket")]}).encode(),
+        json.dumps({"nodes": [_node_doc(mode="rwx")]}).encode(),
+        json.dumps({"nodes": [_node_doc(content=["zz"])]}).encode(),
+        json.dumps({"nodes": [_node_doc(content=[5])]}).encode(),
+        json.dumps({"nodes": [_node_doc(subtree="xyz")]}).encode(),
+        json.dumps({"nodes": [_node_doc(xattrs=[])]}).encode(),
+        json.dumps({"nodes": [_node_doc(xattrs="abc")]}).encode(),
+        json.dumps({"nodes": [_node_doc(xattrs={"a": 5})]}).encode(),
+    ],
+)
+def test_malformed_trees_are_integrity_errors(data: bytes) -> None:
+    with pytest.raises(IntegrityError, match="tree 0123abcd is malformed"):
+        Tree.from_bytes(data, "0123abcd" + "0" * 56)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+node_keys = st.sampled_from(
+    [
+        "name",
+        "name_b64",
+        "type",
+        "mode",
+        "content",
+        "subtree",
+        "target",
+        "target_b64",
+        "xattrs",
+        "links",
+        "user",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    nodes_value=st.lists(st.dictionaries(node_keys, json_values, max_size=6), max_size=3)
+    | json_values
+)
+def test_arbitrary_json_parses_or_is_an_integrity_error(nodes_value: Any) -> None:
+    data = json.dumps({"nodes": nodes_value}).encode()
+    with contextlib.suppress(IntegrityError):
+        Tree.from_bytes(data)
