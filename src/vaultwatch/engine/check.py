@@ -24,6 +24,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from vaultwatch.engine.browse import display_path, join_path, walk_trees
 from vaultwatch.engine.crypto import OVERHEAD
 from vaultwatch.engine.errors import IntegrityError, InvalidSubsetError
@@ -33,6 +35,7 @@ from vaultwatch.engine.keys import PASSPHRASE, KeySlot
 from vaultwatch.engine.lock import RepositoryLock
 from vaultwatch.engine.pack import BLOB_TYPES, DATA, pack_name, read_trailer
 from vaultwatch.engine.progress import Progress
+from vaultwatch.engine.prune import IndexTable
 from vaultwatch.engine.repository import RepoConfig, Repository
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import DIR, FILE, Tree
@@ -164,7 +167,8 @@ class _Checker:
         self.index = BlobIndex()
         self.pack_sizes: dict[bytes, int] = {}
         self.missing_packs: set[bytes] = set()
-        self.by_pack: dict[bytes, list[BlobLocation]] = {}
+        self.rows = IndexTable.build(BlobIndex())
+        self.pack_no: dict[bytes, int] = {}
         self.track_paths = paths
         self.first_path: dict[bytes, str] = {}
 
@@ -238,26 +242,23 @@ class _Checker:
             self.pack_sizes[pid] = obj.size
         self.result.packs = len(self.pack_sizes)
 
-        # keyed by (blob, offset): a pack listed by two index files is listed once here
-        rows: dict[bytes, dict[tuple[bytes, int], BlobLocation]] = {}
-        for loc in self.index.entries():
-            rows.setdefault(loc.pack_id, {})[(loc.blob_id, loc.offset)] = loc
-        self.by_pack = {pid: list(locs.values()) for pid, locs in rows.items()}
-        counts = {pid: len(locs) for pid, locs in self.by_pack.items()}
-        ends = {
-            pid: max(lo.offset + lo.length for lo in locs) for pid, locs in self.by_pack.items()
-        }
-        for pid in self.index.pack_ids:
+        self.rows = IndexTable.build(self.index)
+        table = self.rows.table
+        counts = np.diff(self.rows.bounds)
+        ends = np.zeros(len(self.rows.pack_ids), dtype=np.int64)
+        np.maximum.at(ends, table["pack"], table["offset"].astype(np.int64) + table["length"])
+        for p, pid in enumerate(self.rows.pack_ids):
+            self.pack_no[pid] = p
             size = self.pack_sizes.get(pid)
             if size is None:
                 self.missing_packs.add(pid)
                 self.error(
                     PACK_MISSING,
-                    f"pack {pid.hex()} is missing ({counts.get(pid, 0)} blobs are lost with it)",
+                    f"pack {pid.hex()} is missing ({counts[p]} blobs are lost with it)",
                     pack=pid.hex(),
                 )
                 continue
-            need = ends.get(pid, 0) + _TRAILER_FIXED + counts.get(pid, 0) * _TRAILER_ENTRY
+            need = int(ends[p]) + _TRAILER_FIXED + int(counts[p]) * _TRAILER_ENTRY
             if size < need:
                 self.error(
                     PACK_SIZE,
@@ -439,7 +440,7 @@ class _Checker:
                     pack=hexid,
                 )
             )
-        indexed = self.by_pack.get(pid, [])
+        indexed = self.rows.locations(self.pack_no[pid]) if pid in self.pack_no else []
         to_verify: dict[tuple[bytes, int], BlobLocation] = {
             (lo.blob_id, lo.offset): lo for lo in indexed
         }

@@ -124,23 +124,72 @@ def _pad(raw: bytes) -> bytes:
     return raw.ljust(32, b"\0")  # NumPy's "S32" drops trailing NUL bytes
 
 
-def _locations(
-    rows: np.ndarray, pack_id: bytes, salt: bytes, *, sort: bool = True
-) -> list[BlobLocation]:
-    if sort:
-        rows = rows[np.argsort(rows["offset"], kind="stable")]
-    return [
-        BlobLocation(
-            _pad(bytes(r["id"])),
-            int(r["type"]),
-            pack_id,
-            salt,
-            int(r["offset"]),
-            int(r["length"]),
-            int(r["raw"]),
-        )
-        for r in rows
-    ]
+@dataclass
+class IndexTable:
+    """Every index row in one NumPy table sorted by (pack, offset), each row once.
+
+    Python objects per blob would cost ~200 bytes each; this costs 49. A pack
+    listed by two index files (the old one and the complete one an interrupted
+    prune wrote) is the same bytes, so its rows appear once, not as duplicates.
+    """
+
+    table: np.ndarray
+    pack_ids: list[bytes]
+    pack_salts: list[bytes]
+    bounds: np.ndarray
+
+    @classmethod
+    def build(cls, index: BlobIndex) -> IndexTable:
+        """Read the whole index once."""
+        pack_ids = list(index.pack_ids)
+        pack_salts = list(index.pack_salts)
+        pack_no = {pid: i for i, pid in enumerate(pack_ids)}
+        table = np.empty(len(index), dtype=ENTRY_DTYPE)
+        n = 0
+        for n, loc in enumerate(index.entries(), start=1):
+            table[n - 1] = (
+                loc.blob_id,
+                loc.type,
+                pack_no[loc.pack_id],
+                loc.offset,
+                loc.length,
+                loc.raw_length,
+            )
+        table = table[:n]
+        table = table[np.lexsort((table["offset"], table["pack"]))]
+        if len(table) > 1:
+            same = (table["pack"][1:] == table["pack"][:-1]) & (
+                table["offset"][1:] == table["offset"][:-1]
+            )
+            keep = np.ones(len(table), dtype=bool)
+            keep[1:] = ~same
+            table = table[keep]
+        bounds = np.searchsorted(table["pack"], np.arange(len(pack_ids) + 1))
+        return cls(table, pack_ids, pack_salts, bounds)
+
+    def span(self, pack_no: int) -> slice:
+        """Where one pack's rows are in the table."""
+        return slice(int(self.bounds[pack_no]), int(self.bounds[pack_no + 1]))
+
+    def locations(self, pack_no: int, mask: np.ndarray | None = None) -> list[BlobLocation]:
+        """One pack's rows (those ``mask`` selects, if given) as locations, in pack order."""
+        where = self.span(pack_no)
+        rows = self.table[where]
+        if mask is not None:
+            rows = rows[mask[where]]
+        pid, salt = self.pack_ids[pack_no], self.pack_salts[pack_no]
+        return [
+            BlobLocation(
+                _pad(bytes(r["id"])),
+                int(r["type"]),
+                pid,
+                salt,
+                int(r["offset"]),
+                int(r["length"]),
+                int(r["raw"]),
+            )
+            for r in rows
+        ]
 
 
 @dataclass
@@ -149,43 +198,21 @@ class PrunePlan:
 
     result: PruneResult
     old_index_files: list[str]
-    pack_ids: list[bytes]
-    pack_salts: list[bytes]
-    table: np.ndarray
+    rows: IndexTable
     chosen: np.ndarray
     actions: list[str]
     pack_sizes: dict[bytes, int]
     unindexed: list[str]
 
     @property
+    def pack_ids(self) -> list[bytes]:
+        """Indexed packs, by pack number."""
+        return self.rows.pack_ids
+
+    @property
     def changes_anything(self) -> bool:
         """Whether phase 1/2 have work (otherwise the index is left as it is)."""
         return any(a != KEEP for a in self.actions) or bool(self.unindexed)
-
-    def rows_of(self, pack_no: int, only_chosen: bool) -> np.ndarray:
-        """The index rows of one pack (only the copies prune keeps, if asked)."""
-        mask = self.table["pack"] == pack_no
-        if only_chosen:
-            mask &= self.chosen
-        rows: np.ndarray = self.table[mask]
-        return rows
-
-
-def _distinct_rows(table: np.ndarray) -> np.ndarray:
-    """One row per (blob, pack, offset): a pack listed by two index files (an old one and
-    the complete one an interrupted prune wrote) is the same bytes, not a duplicate."""
-    if len(table) < 2:
-        return table
-    t = table[np.lexsort((table["offset"], table["pack"], table["id"]))]
-    same = (
-        (t["id"][1:] == t["id"][:-1])
-        & (t["pack"][1:] == t["pack"][:-1])
-        & (t["offset"][1:] == t["offset"][:-1])
-    )
-    keep = np.ones(len(t), dtype=bool)
-    keep[1:] = ~same
-    rows: np.ndarray = t[keep]
-    return rows
 
 
 def _refuse(message: str) -> PruneRefusedError:
@@ -230,21 +257,10 @@ def plan_prune(
     used_ids = used.array()
 
     progress.phase = "classifying packs"
-    pack_ids = list(index.pack_ids)
-    pack_salts = list(index.pack_salts)
-    pack_no = {pid: i for i, pid in enumerate(pack_ids)}
-    table = np.empty(len(index), dtype=ENTRY_DTYPE)
-    n = 0
-    for n, loc in enumerate(index.entries(), start=1):
-        table[n - 1] = (
-            loc.blob_id,
-            loc.type,
-            pack_no[loc.pack_id],
-            loc.offset,
-            loc.length,
-            loc.raw_length,
-        )
-    table = _distinct_rows(table[:n])
+    rows = IndexTable.build(index)
+    table = rows.table
+    pack_ids = rows.pack_ids
+    indexed = set(pack_ids)
 
     missing = used_ids[~np.isin(used_ids, table["id"])]
     if len(missing):
@@ -304,7 +320,7 @@ def plan_prune(
             unused_share = 1.0 - kept_len[p] / total_len[p] if total_len[p] else 1.0
             small = sizes[pid] < small_limit
             actions.append(REPACK if unused_share >= options.repack_threshold or small else KEEP)
-    unindexed = sorted(pack_name(pid) for pid in sizes if pid not in pack_no)
+    unindexed = sorted(pack_name(pid) for pid in sizes if pid not in indexed)
 
     r = result
     r.packs_total = len(sizes)
@@ -324,15 +340,13 @@ def plan_prune(
     r.blobs_repacked = int(repack_rows.sum())
     r.bytes_repacked = int(table["length"][repack_rows].sum())
     freed = sum(sizes[pack_ids[p]] for p in dropped) + sum(
-        sizes[pid] for pid in sizes if pid not in pack_no
+        sizes[pid] for pid in sizes if pid not in indexed
     )
     # Estimates until phase 1 knows the real sizes of the new packs.
     r.packs_written = math.ceil(r.bytes_repacked / repo.config.pack_size) if repack_nos else 0
     r.bytes_freed = freed - r.bytes_repacked
     r.bytes_after = r.bytes_before - r.bytes_freed
-    return PrunePlan(
-        r, old_index_files, pack_ids, pack_salts, table, chosen, actions, sizes, unindexed
-    )
+    return PrunePlan(r, old_index_files, rows, chosen, actions, sizes, unindexed)
 
 
 def _read_ahead(
@@ -341,7 +355,7 @@ def _read_ahead(
     """The wanted blobs of each repacked pack, the next pack downloading while one is copied."""
 
     def fetch(p: int) -> list[tuple[BlobLocation, bytes | IntegrityError]]:
-        locs = _locations(plan.rows_of(p, only_chosen=True), plan.pack_ids[p], plan.pack_salts[p])
+        locs = plan.rows.locations(p, plan.chosen)
         return list(repo.read_pack(plan.pack_ids[p], locs))
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="repack") as pool:
@@ -395,16 +409,11 @@ def _repack(repo: Repository, plan: PrunePlan, progress: Progress) -> tuple[list
 
 def _complete_index(plan: PrunePlan, new_packs: list[PackListing]) -> list[PackListing]:
     """Every kept pack with all its blobs (even unused ones: they are in the file), plus the new packs."""
-    listing: list[PackListing] = []
-    kept = [p for p, a in enumerate(plan.actions) if a == KEEP]
-    if kept:
-        table = plan.table[np.isin(plan.table["pack"], kept)]
-        table = table[np.lexsort((table["offset"], table["pack"]))]
-        bounds = np.searchsorted(table["pack"], [*kept, len(plan.pack_ids)])
-        for i, p in enumerate(kept):
-            rows = table[bounds[i] : bounds[i + 1]]
-            pid, salt = plan.pack_ids[p], plan.pack_salts[p]
-            listing.append((pid, salt, _locations(rows, pid, salt, sort=False)))
+    listing: list[PackListing] = [
+        (plan.pack_ids[p], plan.rows.pack_salts[p], plan.rows.locations(p))
+        for p, a in enumerate(plan.actions)
+        if a == KEEP
+    ]
     return listing + new_packs
 
 
