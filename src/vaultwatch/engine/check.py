@@ -159,6 +159,8 @@ def select_packs(
 
 
 class _Checker:
+    """One run of check: its own index (from the intact index files) and what it found."""
+
     def __init__(self, repo: Repository, progress: Progress, workers: int, paths: bool) -> None:
         self.repo = repo
         self.progress = progress
@@ -225,7 +227,6 @@ class _Checker:
                 self.index.load_file(payload, name)
             except IntegrityError as exc:
                 self.error(INDEX, f"index file {name} is damaged: {exc}", name=name)
-        self.result.blobs = len(self.index)
 
     def packs(self) -> list[bytes]:
         """Compare the index with the store's listing; returns the unindexed packs."""
@@ -244,6 +245,7 @@ class _Checker:
 
         self.rows = IndexTable.build(self.index)
         table = self.rows.table
+        self.result.blobs = len(np.unique(table["id"]))
         counts = np.diff(self.rows.bounds)
         ends = np.zeros(len(self.rows.pack_ids), dtype=np.int64)
         np.maximum.at(ends, table["pack"], table["offset"].astype(np.int64) + table["length"])

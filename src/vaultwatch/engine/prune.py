@@ -452,6 +452,13 @@ def execute_prune(
     progress.phase = "writing the new index"
     listing = _complete_index(plan, new_packs)
     complete = repo.write_index(listing) if listing else None
+    if complete is not None:
+        # Read it back before anything it replaces is deleted: it is now the only map of the data.
+        listed = BlobIndex().load_file(repo.load_file("index", complete), complete)
+        if len(listed) != len(listing):
+            raise IntegrityError(
+                f"the new index {complete} does not read back; nothing was deleted"
+            )
     if between_phases is not None:
         between_phases()
 
