@@ -53,11 +53,23 @@ def _connect_error(url: str) -> str | None:
         engine.dispose()
 
 
-def _ensure_postgres() -> tuple[str | None, str]:
-    """Run the bootstrap script; returns (url or None, what it said)."""
+def _ensure_postgres(url: URL) -> tuple[str | None, str]:
+    """Run the bootstrap script for the server, role and database in `url`.
+
+    Returns the URL it printed (None if it failed) and what it said.
+    """
+    env = dict(os.environ)
+    settings = {
+        "VAULTWATCH_PG_HOST": url.host,
+        "VAULTWATCH_PG_PORT": url.port,
+        "VAULTWATCH_PG_USER": url.username,
+        "VAULTWATCH_PG_PASSWORD": url.password,
+        "VAULTWATCH_PG_DATABASE": url.database,
+    }
+    env.update({name: str(value) for name, value in settings.items() if value})
     try:
         result = subprocess.run(
-            [str(ENSURE_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
+            [str(ENSURE_SCRIPT)], capture_output=True, text=True, timeout=900, check=False, env=env
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, str(exc)
@@ -74,9 +86,9 @@ def postgres_server_url() -> URL:
     url = os.environ.get(PG_URL_ENV, DEFAULT_PG_URL)
     error = _connect_error(url)
     if error is not None:
-        ensured_url, output = _ensure_postgres()
+        ensured_url, output = _ensure_postgres(make_url(url))
         if ensured_url is not None:
-            url = os.environ.get(PG_URL_ENV, ensured_url)
+            url = ensured_url
             error = _connect_error(url)
         if error is not None:
             message = (

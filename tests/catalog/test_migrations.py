@@ -313,3 +313,28 @@ def test_job_progress_policy_and_snapshot_summary_round_trip(catalog: Catalog, k
         assert (
             stored.repository.secondary_location == "s3:https://minio.dc2.example.com/vaults/acme"
         )
+
+
+def test_in_place_changes_to_json_documents_are_saved(catalog: Catalog, key: bytes) -> None:
+    tenant = add_tenant(catalog, "Acme")
+    agent = enroll(catalog, tenant, key).agent
+    with catalog.session() as session:
+        job = Job(tenant_id=tenant.id, agent_id=agent.id, kind=JobKind.BACKUP, state="running")
+        session.add(job)
+    with catalog.session() as session:
+        loaded = session.get(Job, job.id)
+        assert loaded is not None
+        before = loaded.updated_at
+        loaded.errors.append("/srv/a: permission denied")
+        loaded.error_count += 1
+        stored_agent = session.get(type(agent), agent.id)
+        assert stored_agent is not None
+        stored_agent.host_facts["os"] = "Debian 12"
+    with catalog.session() as session:
+        reloaded = session.get(Job, job.id)
+        assert reloaded is not None
+        assert reloaded.errors == ["/srv/a: permission denied"]
+        assert reloaded.state is JobState.RUNNING  # plain strings are accepted and typed on read
+        assert reloaded.updated_at > before
+        stored_agent = session.get(type(agent), agent.id)
+        assert stored_agent is not None and stored_agent.host_facts == {"os": "Debian 12"}

@@ -63,8 +63,9 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
 
     SQLite gets WAL (readers never block the writer), foreign keys (off by
     default in SQLite), a busy timeout (writers queue instead of failing) and
-    connections shareable across threads. An in-memory database uses a single
-    shared connection, so every thread sees the same data.
+    connections shareable across threads. An in-memory database (`sqlite://`)
+    uses one shared connection, so it suits single-threaded tests and demos
+    only: concurrent sessions would share one transaction.
     PostgreSQL connections report times in UTC and are checked before use, so
     a database restart costs one retry, not an error.
     """

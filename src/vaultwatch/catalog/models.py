@@ -35,7 +35,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from vaultwatch.catalog.types import (
     BigIntId,
     EnumText,
-    JSONDocument,
+    JSONList,
+    JSONObject,
     UTCDateTime,
     check_in,
     utcnow,
@@ -57,8 +58,8 @@ class Base(DeclarativeBase):
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         datetime: UTCDateTime(),
         uuid.UUID: Uuid(),
-        dict[str, Any]: JSONDocument,
-        list[str]: JSONDocument,
+        dict[str, Any]: JSONObject,
+        list[str]: JSONList,
     }
 
 
@@ -365,7 +366,7 @@ class Job(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     files_done: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 E = TypeVar("E", bound=enum.StrEnum)
@@ -85,8 +86,15 @@ def check_in(column: str, enum_class: type[enum.StrEnum]) -> str:
     return f"{column} IN ({values})"
 
 
-#: JSON documents: JSONB on PostgreSQL, JSON text elsewhere.
-JSONDocument: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+def _json_document() -> TypeEngine[Any]:
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+#: JSON objects and lists: JSONB on PostgreSQL, JSON text elsewhere. In-place
+#: changes at the top level (`job.errors.append(...)`, `facts["os"] = ...`) are
+#: tracked and saved; changes deeper inside need the value assigned again.
+JSONObject: TypeEngine[Any] = MutableDict.as_mutable(_json_document())
+JSONList: TypeEngine[Any] = MutableList.as_mutable(_json_document())
 
 #: 64-bit ids for append-heavy journals; SQLite needs plain INTEGER to autoincrement.
 BigIntId: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")

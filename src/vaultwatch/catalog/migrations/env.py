@@ -14,7 +14,7 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
 from vaultwatch.catalog.models import Base
-from vaultwatch.catalog.types import EnumText, JSONDocument, UTCDateTime
+from vaultwatch.catalog.types import EnumText, JSONList, JSONObject, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,7 +26,7 @@ def render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | L
         return "sa.DateTime(timezone=True)"
     if kind == "type" and isinstance(obj, EnumText):
         return f"sa.String(length={obj.length})"
-    if kind == "type" and obj is JSONDocument:
+    if kind == "type" and (obj is JSONObject or obj is JSONList):
         autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
         return "sa.JSON().with_variant(postgresql.JSONB(), 'postgresql')"
     return False
