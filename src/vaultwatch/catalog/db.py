@@ -15,7 +15,7 @@ stale read snapshot to a write lock (which SQLite would refuse at once with
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,7 +298,7 @@ def downgrade(target: str | URL | Engine, revision: str) -> None:
     _run_migration(target, lambda config: command.downgrade(config, revision))
 
 
-def _run_migration(target: str | URL | Engine, run: Any) -> None:
+def _run_migration(target: str | URL | Engine, run: Callable[[Config], None]) -> None:
     engine = target if isinstance(target, Engine) else make_engine(target)
     try:
         with engine.connect() as connection:
