@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vaultwatch.engine.check import check
-from vaultwatch.engine.pack import DATA
 
 from tests.engine.conftest import FAST_KDF, PASSPHRASE, reopen
 from vaultwatch.engine.backup import backup
+from vaultwatch.engine.check import check
+from vaultwatch.engine.pack import DATA
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import restore
 from vaultwatch.store.local import LocalStore
