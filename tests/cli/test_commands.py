@@ -506,3 +506,48 @@ def test_prune_max_unused_validation(cli: Cli, repo: Path) -> None:
         assert result.exit_code == 2, bad
         assert "--max-unused" in result.stderr
     assert cli.json("repo", "prune", "-r", repo, "--max-unused", "5%")["dry_run"] is False
+
+
+# -- check -------------------------------------------------------------------------------------------
+
+
+def test_check_of_a_sound_repository(cli: Cli, repo: Path, data: Path, snapshot: str) -> None:
+    text = cli.ok("repo", "check", "-r", repo).stdout
+    assert text.splitlines()[-1] == "no errors were found"
+    doc = cli.json("repo", "check", "-r", repo, "--read-data")
+    assert doc["ok"] is True and doc["errors"] == []
+    assert doc["packs_read"] == doc["packs"] > 0
+    subset = cli.json("repo", "check", "-r", repo, "--read-data-subset", "100%")
+    assert subset["packs_read"] == doc["packs"]
+
+
+def test_check_finds_a_damaged_pack_only_when_reading_data(
+    cli: Cli, repo: Path, data: Path, snapshot: str
+) -> None:
+    pack = corrupt_a_pack(repo)
+    # The structure is intact: only reading the data shows the damage.
+    cli.ok("repo", "check", "-r", repo)
+    result = cli("repo", "check", "-r", repo, "--read-data")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert any(pack.name in line and "damaged" in line for line in errors)
+    assert errors[-1].startswith("error: the repository has ")
+
+    doc = json.loads(cli("repo", "check", "-r", repo, "--read-data", "--json").stdout)
+    assert doc["ok"] is False
+    assert {e["pack"] for e in doc["errors"]} == {pack.name}
+
+
+def test_check_finds_a_missing_pack(cli: Cli, repo: Path, data: Path, snapshot: str) -> None:
+    pack = corrupt_a_pack(repo)
+    pack.unlink()
+    result = cli("repo", "check", "-r", repo)
+    assert result.exit_code == 1
+    assert f"error: pack {pack.name} is missing" in result.stderr
+    assert "blob.bin" in result.stderr  # the file that cannot be restored is named
+
+
+def test_check_bad_subset(cli: Cli, repo: Path) -> None:
+    result = cli("repo", "check", "-r", repo, "--read-data-subset", "6/5")
+    assert result.exit_code == 1
+    assert "read-data subset '6/5'" in result.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import FAST_KDF, PASSPHRASE, Cli
+from vaultwatch.cli import main as main_module
 from vaultwatch.cli.main import app
 from vaultwatch.engine.lock import RepositoryLock
 from vaultwatch.store.local import LocalStore
@@ -277,3 +278,33 @@ def test_unexpected_error_has_no_traceback_unless_debugging(
     )
     assert debug.exit_code == 1
     assert "Traceback" in debug.stderr and "ValueError: something odd" in debug.stderr
+
+
+def test_other_sub_apps_load_only_when_used(cli: Cli) -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import vaultwatch.cli.main as m; "
+        "print(sorted(n for n in sys.modules if n.startswith(('vaultwatch.catalog', 'sqlalchemy', 'vaultwatch.cli.admin'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
+    # ... yet they are listed and work.
+    listing = cli.ok("--help").stdout
+    assert all(name in listing for name in ("repo", "agent", "server", "admin"))
+    assert "tenant" in cli.ok("admin", "--help").stdout
+    assert "--install-completion" not in cli.ok("admin", "--help").stdout
+
+
+def test_a_broken_sub_app_is_an_error_not_a_traceback(
+    cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(main_module._LAZY_APPS, "ghost", "vaultwatch.cli.no_such_module:app")
+    result = cli("ghost", "run")
+    assert result.exit_code == 1
+    assert "unexpected ModuleNotFoundError" in result.stderr
+    # the repository commands are unaffected
+    cli.ok("repo", "snapshots", "-r", repo)

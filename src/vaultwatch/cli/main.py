@@ -9,24 +9,24 @@ sub-app added below and also applies under typer's CliRunner in tests.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import sys
 import traceback
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from vaultwatch import __version__
-from vaultwatch.cli.admin import admin_app
-from vaultwatch.cli.agent import agent_app
 from vaultwatch.cli.output import error
 from vaultwatch.cli.repo import repo_app
-from vaultwatch.cli.server import server_app
 from vaultwatch.errors import VaultwatchError
 
 if TYPE_CHECKING:  # typer bundles its own click; its Context is what invoke receives
+    from typer._click.core import Command as ClickCommand
     from typer._click.core import Context as ClickContext
 
 EXIT_INTERRUPTED = 130
@@ -58,8 +58,41 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+_LAZY_APPS: dict[str, str] = {}
+"""Sub-app name -> ``module:attribute`` of its Typer, imported on first use."""
+
+
+def add_lazy_typer(name: str, target: str) -> None:
+    """Register a sub-app by import path, so its module loads only when that command runs.
+
+    The server, admin and agent apps import the catalog, the web stack and
+    more; a ``vaultwatch repo`` command should not pay a second for them, and
+    a broken import there must not take the repository commands down.
+    ``app.add_typer(...)`` works too, for sub-apps that are cheap to import.
+    """
+    _LAZY_APPS[name] = target
+
+
 class VaultwatchGroup(TyperGroup):
     """Turns every expected failure of any sub-command into a message and an exit code."""
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        names = super().list_commands(ctx)
+        return names + [n for n in _LAZY_APPS if n not in names]
+
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> ClickCommand | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in _LAZY_APPS:
+            module, _, attribute = _LAZY_APPS[cmd_name].partition(":")
+            sub_app = getattr(importlib.import_module(module), attribute)
+            command = typer.main.get_command(sub_app)
+            command.name = cmd_name
+            # Built standalone, it got the root's shell-completion options; a sub-command has none.
+            command.params = [
+                p for p in command.params if p.name not in ("install_completion", "show_completion")
+            ]
+            self.commands[cmd_name] = command
+        return command
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:
@@ -102,9 +135,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(repo_app, name="repo")
-app.add_typer(agent_app, name="agent")
-app.add_typer(server_app, name="server")
-app.add_typer(admin_app, name="admin")
+add_lazy_typer("agent", "vaultwatch.cli.agent:agent_app")
+add_lazy_typer("server", "vaultwatch.cli.server:server_app")
+add_lazy_typer("admin", "vaultwatch.cli.admin:admin_app")
 
 
 def _show_version(value: bool) -> None:
