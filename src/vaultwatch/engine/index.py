@@ -198,12 +198,18 @@ class BlobIndex:
             raise IntegrityError(f"index {name} is truncated: {exc}") from None
         if pos + total * _FILE_ENTRY.itemsize != len(raw):
             raise IntegrityError(f"index {name} has trailing garbage")
-        numbers = np.array([self._register_pack(pid, salt) for pid, salt in packs], dtype="<u4")
-        run = np.empty(total, dtype=ENTRY_DTYPE)
+        # A pack already indexed (listed again by the complete index an interrupted
+        # prune wrote) is the same bytes: its rows are taken once.
+        fresh = [pid not in self._pack_no for pid, _ in packs]
+        for pid, salt in packs:
+            self._register_pack(pid, salt)
+        numbers = np.array([self._pack_no[pid] for pid, _ in packs], dtype="<u4")
+        keep = np.repeat(np.array(fresh, dtype=bool), counts)
+        run = np.empty(int(keep.sum()), dtype=ENTRY_DTYPE)
         for field in ("id", "type", "offset", "length", "raw"):
-            run[field] = table[field]
-        run["pack"] = np.repeat(numbers, counts)
-        if total:
+            run[field] = table[field][keep]
+        run["pack"] = np.repeat(numbers, counts)[keep]
+        if len(run):
             self._add_run(run)
         return [pid for pid, _ in packs]
 
