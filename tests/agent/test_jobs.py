@@ -134,7 +134,7 @@ class Harness:
 
     def vault(self) -> AgentRepository:
         if self._repo is None:
-            self._repo = open_vault(self.store, PASSPHRASE)  # type: ignore[arg-type]
+            self._repo = open_vault(self.store, PASSPHRASE)
         return self._repo
 
 

@@ -487,7 +487,7 @@ def config_document(
     server: dict[str, Any] = {"urls": urls, "credential": credential}
     if ca_cert is not None:
         server["ca_cert"] = str(ca_cert)
-    return {
+    doc: dict[str, Any] = {
         "agent": {
             "id": agent_id,
             "tenant": tenant,
@@ -497,8 +497,10 @@ def config_document(
         },
         "server": server,
         "metrics": {"enabled": False, "address": "127.0.0.1", "port": 9469},
-        "backup_set": backup_sets or [],
     }
+    if backup_sets:  # an empty array would clash with [[backup_set]] tables added later
+        doc["backup_set"] = backup_sets
+    return doc
 
 
 def dump_config(doc: Mapping[str, Any]) -> bytes:

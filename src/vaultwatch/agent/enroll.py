@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,25 @@ from vaultwatch.agent.config import (
 )
 from vaultwatch.agent.daemon import platform_name
 from vaultwatch.agent.vault import create_passphrase_file, read_passphrase
+
+EXAMPLE_SETS = """
+# What to protect: one [[backup_set]] table per set (see docs/agent.md), e.g.
+#
+# [[backup_set]]
+# name = "www"
+# paths = ["/srv/www", "/etc/nginx"]
+# mode = "continuous"          # change events, debounced; plus a full rescan
+# excludes = ["*.tmp", "/srv/www/cache"]
+# quiet = "2s"                 # wait for this much calm after a change ...
+# max_delay = "10s"            # ... but never longer than this
+# rescan = "1h"
+#
+# [[backup_set]]
+# name = "db-dumps"
+# paths = ["/var/backups/db"]
+# mode = "scheduled"
+# at = ["02:30"]               # or: interval = "6h"
+"""
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,12 @@ def enroll_agent(
 ) -> Enrollment:
     """Redeem ``token`` at ``server`` and write the config (0600)."""
     server = server.rstrip("/")
+    config_path = config_path.absolute()
+    state_dir = state_dir.absolute()
+    if passphrase_file is not None:
+        passphrase_file = passphrase_file.absolute()
+    if ca_cert is not None:
+        ca_cert = ca_cert.absolute()
     if not server.startswith(("https://", "http://")):
         raise ConfigError(f"--server must be an https:// URL, got {server!r}")
     if config_path.exists() and not force:
@@ -99,7 +125,10 @@ def enroll_agent(
         passphrase_file=passphrase_file,
         backup_sets=kept_sets,
     )
-    write_private(config_path, dump_config(doc))
+    text = dump_config(doc)
+    if not kept_sets:
+        text += EXAMPLE_SETS.encode()
+    write_private(config_path, text)
     return Enrollment(
         agent_id=str(answer["agent_id"]),
         tenant=str(tenant_name),
@@ -113,8 +142,6 @@ def enroll_agent(
 
 def _existing_sets(config_path: Path) -> list[dict[str, object]]:
     """The backup sets of a config being replaced by a new enrollment."""
-    import tomllib
-
     try:
         doc = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

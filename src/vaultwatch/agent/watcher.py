@@ -81,6 +81,11 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in CHANGE_EVENTS:
             return
+        if event.is_directory and event.event_type == EVENT_TYPE_MODIFIED:
+            # Sent for the parent of every created or deleted entry, which has its own
+            # event (so an excluded file does not count through its directory); a change
+            # of a directory's own permissions is found by the next rescan.
+            return
         paths = [os.fsdecode(event.src_path)]
         if event.dest_path:
             paths.append(os.fsdecode(event.dest_path))
