@@ -227,7 +227,9 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     assert proc.stdout is not None
     stdout = proc.stdout.read().decode()
     assert proc.wait(timeout=60) == 0
-    assert b"backing up" in drawn and b"MiB" in drawn and b"files" in drawn
+    # The last frame drawn holds the final counts; the bar is erased afterwards.
+    assert b"64.00 MiB / 64.00 MiB" in drawn and b"1/1 files" in drawn
+    assert drawn.rstrip().endswith(b"\x1b[2K")
     # the summary went to stdout, untouched by the bar
     assert "\x1b" not in stdout and stdout.splitlines()[-1].endswith(" saved")
 

@@ -59,7 +59,7 @@ NewPassphraseFileOpt = Annotated[
     typer.Option(
         "--new-passphrase-file",
         metavar="FILE",
-        help="Read the new passphrase from the first line of FILE [default: ask twice]",
+        help="Read the new passphrase from the first line of FILE (default: ask twice)",
         show_default=False,
     ),
 ]

@@ -44,7 +44,7 @@ RepoOpt = Annotated[
         "--repo",
         "-r",
         metavar="PATH_OR_URL",
-        help=f"Repository: a directory, local:PATH or s3:URL [env: {REPO_ENV}]",
+        help=f"Repository: a directory, local:PATH or s3:URL (env: {REPO_ENV})",
         show_default=False,
     ),
 ]
@@ -53,7 +53,7 @@ PassphraseFileOpt = Annotated[
     typer.Option(
         "--passphrase-file",
         metavar="FILE",
-        help=f"Read the passphrase from the first line of FILE [env: {PASSPHRASE_FILE_ENV}]",
+        help=f"Read the passphrase from the first line of FILE (env: {PASSPHRASE_FILE_ENV})",
         show_default=False,
     ),
 ]
@@ -71,7 +71,7 @@ KdfMemoryOpt = Annotated[
         "--kdf-memory",
         metavar="MiB",
         min=8,
-        help="Argon2id memory for the new passphrase slot, in MiB [default: 64]",
+        help="Argon2id memory for the new passphrase slot, in MiB (default: 64)",
         show_default=False,
     ),
 ]
@@ -81,7 +81,7 @@ KdfTimeOpt = Annotated[
         "--kdf-time",
         metavar="N",
         min=1,
-        help="Argon2id iterations for the new passphrase slot [default: 3]",
+        help="Argon2id iterations for the new passphrase slot (default: 3)",
         show_default=False,
     ),
 ]

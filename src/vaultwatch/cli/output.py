@@ -332,4 +332,5 @@ class ProgressDisplay:
         if self._thread is not None:
             self._thread.join()
         if self._bar is not None:
+            self.update()  # the final counts, even when the work took less than one interval
             self._bar.stop()

@@ -150,7 +150,9 @@ def _split_tags(values: list[str] | None) -> list[str]:
 @repo_app.command("backup")
 def backup_cmd(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Files and directories to back up")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="Files and directories to back up")
+    ],
     exclude: Annotated[
         list[str] | None,
         typer.Option(
@@ -170,14 +172,14 @@ def backup_cmd(
     ] = None,
     host: Annotated[
         str | None,
-        typer.Option("--host", metavar="HOST", help="Hostname to record [default: this host]"),
+        typer.Option("--host", metavar="HOST", help="Hostname to record (default: this host)"),
     ] = None,
     parent: Annotated[
         str | None,
         typer.Option(
             "--parent",
             metavar="SNAPSHOT",
-            help="Compare against this snapshot [default: latest of the same paths and host]",
+            help="Compare against this snapshot (default: latest of the same paths and host)",
         ),
     ] = None,
     force: Annotated[
@@ -340,7 +342,11 @@ def ls_cmd(
     snapshot: SnapshotArg,
     path: Annotated[
         str | None,
-        typer.Argument(metavar="[PATH]", help="Directory or file in the snapshot [default: /]"),
+        typer.Argument(
+            metavar="PATH",
+            show_default=False,
+            help="Directory or file in the snapshot (default: /)",
+        ),
     ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-R", help="Everything below the directory")
@@ -389,7 +395,7 @@ def find_cmd(
     patterns: Annotated[
         list[str],
         typer.Argument(
-            metavar="PATTERN...",
+            metavar="PATTERN",
             help="Glob on names (or on full paths when it contains /)",
         ),
     ],
@@ -399,7 +405,7 @@ def find_cmd(
             "--snapshot",
             "-s",
             metavar="SNAPSHOT",
-            help="Search only this snapshot (repeatable) [default: all]",
+            help="Search only this snapshot (repeatable) (default: all)",
         ),
     ] = None,
     ignore_case: Annotated[
@@ -513,7 +519,9 @@ def stats_cmd(
     ctx: typer.Context,
     snapshot: Annotated[
         str | None,
-        typer.Argument(metavar="[SNAPSHOT]", help="One snapshot [default: every snapshot]"),
+        typer.Argument(
+            metavar="SNAPSHOT", show_default=False, help="One snapshot (default: every snapshot)"
+        ),
     ] = None,
     host: HostFilter = None,
     path: PathFilter = None,
@@ -567,6 +575,7 @@ def _keep_opt(name: str, what: str) -> Any:
         f"--keep-{name}",
         metavar="N",
         min=-1,
+        show_default=False,
         help=f"Keep the {what} (-1: unlimited)",
         rich_help_panel="Policy",
     )
@@ -577,7 +586,9 @@ def forget_cmd(
     ctx: typer.Context,
     snapshots: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[SNAPSHOT]...", help="Remove exactly these snapshots"),
+        typer.Argument(
+            metavar="SNAPSHOT", help="Remove exactly these snapshots", show_default=False
+        ),
     ] = None,
     keep_last: Annotated[int, _keep_opt("last", "N newest snapshots")] = 0,
     keep_hourly: Annotated[int, _keep_opt("hourly", "newest snapshot of each of N hours")] = 0,
@@ -872,7 +883,7 @@ def prune_cmd(
         typer.Option(
             "--max-unused",
             metavar="PERCENT",
-            help="Repack a partly used pack once this share of it is unused [default: 20%]",
+            help="Repack a partly used pack once this share of it is unused (default: 20%)",
             show_default=False,
         ),
     ] = None,
