@@ -10,15 +10,41 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from vaultwatch.catalog import BackupMode, JobKind, JobState
 from vaultwatch.catalog.agent_reports import JobReport, ReportedBackupSet, ReportedSnapshot
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-Path = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+def _storable(value: str) -> str:
+    """Refuse what no database column can hold: NUL, and lone surrogates (not UTF-8)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _plausible_time(value: datetime) -> datetime:
+    """Times from agents' clocks, within a range every engine and time zone can store."""
+    if not 1970 <= value.year <= 9000:
+        raise ValueError("must be a time between the years 1970 and 9000")
+    return value
+
+
+_STORABLE = AfterValidator(_storable)
+Str64 = Annotated[str, StringConstraints(min_length=1, max_length=64), _STORABLE]
+Str100 = Annotated[str, StringConstraints(min_length=1, max_length=100), _STORABLE]
+Str200 = Annotated[str, StringConstraints(min_length=1, max_length=200), _STORABLE]
+Str500 = Annotated[str, StringConstraints(max_length=500), _STORABLE]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=255), _STORABLE]
+Path = Annotated[str, StringConstraints(min_length=1, max_length=4096), _STORABLE]
+Message = Annotated[str, StringConstraints(max_length=4096), _STORABLE]
 Count = Annotated[int, Field(ge=0, le=2**62)]
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Time = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
 
 AgentJobState = Literal[
     "queued", "running", "waiting_for_network", "succeeded", "partial", "failed",
@@ -48,10 +74,10 @@ class Strict(BaseModel):
 class EnrollRequest(Strict):
     """An installer redeeming its enrollment token."""
 
-    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    token: Str200
     hostname: Text
-    agent_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    platform: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    agent_version: Str64
+    platform: Str200
 
 
 class TenantOut(BaseModel):
@@ -94,11 +120,11 @@ class PutResponse(BaseModel):
 class BackupSetIn(Strict):
     """A backup set as the agent's configuration defines it."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Str200
     paths: Annotated[list[Path], Field(min_length=1, max_length=1000)]
     mode: BackupMode
     rpo_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
-    schedule: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    schedule: Str100 | None = None
     excludes: Annotated[list[Path], Field(max_length=1000)] = []
 
     def to_domain(self) -> ReportedBackupSet:
@@ -116,11 +142,11 @@ class BackupSetIn(Strict):
 class HeartbeatRequest(Strict):
     """The agent's periodic sign of life and facts."""
 
-    agent_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    agent_version: Str64
     hostname: Text
-    platform: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    platform: Str200
     free_disk_bytes: Count | None = None
-    gateways: Annotated[dict[Annotated[str, StringConstraints(max_length=500)], bool], Field(max_length=32)] = {}  # fmt: skip
+    gateways: Annotated[dict[Str500, bool], Field(max_length=32)] = {}
     backup_sets: Annotated[list[BackupSetIn], Field(max_length=200)] = []
 
 
@@ -137,9 +163,9 @@ class SnapshotIn(Strict):
     id: HexId
     hostname: Text
     paths: Annotated[list[Path], Field(max_length=1000)]
-    started_at: datetime
-    finished_at: datetime
-    tags: Annotated[list[Annotated[str, StringConstraints(max_length=200)]], Field(max_length=100)] = []  # fmt: skip
+    started_at: Time
+    finished_at: Time
+    tags: Annotated[list[Str200], Field(max_length=100)] = []
     files_total: Count = 0
     bytes_total: Count = 0
     files_new: Count = 0
@@ -166,17 +192,17 @@ class SnapshotIn(Strict):
 class JobError(Strict):
     """One error of a job: which path and what went wrong."""
 
-    path: Annotated[str, StringConstraints(max_length=4096)] = ""
-    message: Annotated[str, StringConstraints(max_length=4096)]
+    path: Message = ""
+    message: Message
 
 
-ErrorItem = Annotated[str, StringConstraints(max_length=4096)] | JobError
+ErrorItem = Message | JobError
 
 
 class JobReportIn(Strict):
     """A job's state and progress; send the whole picture each time (the report is idempotent)."""
 
-    backup_set: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    backup_set: Str200 | None = None
     kind: JobKind
     state: AgentJobState
     bytes_done: Count = 0
