@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass
@@ -320,6 +320,45 @@ class Repository:
         """Where the blob lives."""
         with self.index_lock:
             return self.index.lookup(bid)
+
+    def lookup_many(self, blob_ids: Iterable[bytes]) -> dict[bytes, BlobLocation]:
+        """Where each of many blobs lives (missing ones left out)."""
+        with self.index_lock:
+            return self.index.lookup_many(blob_ids)
+
+    def load_trees(
+        self, tree_ids: Iterable[bytes], *, workers: int = 4
+    ) -> dict[bytes, Tree | IntegrityError]:
+        """Many trees at once, each pack read once (restores and checks read whole levels)."""
+        locs = self.lookup_many(tree_ids)
+        out: dict[bytes, Tree | IntegrityError] = {}
+        for tid in tree_ids:
+            if tid not in locs:
+                out[tid] = IntegrityError(
+                    f"tree {tid.hex()[:8]} is not in the index (missing data)"
+                )
+        by_pack: dict[bytes, list[BlobLocation]] = {}
+        for loc in locs.values():
+            by_pack.setdefault(loc.pack_id, []).append(loc)
+
+        def read(
+            item: tuple[bytes, list[BlobLocation]],
+        ) -> list[tuple[bytes, Tree | IntegrityError]]:
+            res: list[tuple[bytes, Tree | IntegrityError]] = []
+            for loc, data in self.read_pack(*item):
+                if isinstance(data, IntegrityError):
+                    res.append((loc.blob_id, data))
+                else:
+                    try:
+                        res.append((loc.blob_id, Tree.from_bytes(data, loc.blob_id.hex())))
+                    except IntegrityError as exc:
+                        res.append((loc.blob_id, exc))
+            return res
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trees") as pool:
+            for pairs in pool.map(read, by_pack.items()):
+                out.update(pairs)
+        return out
 
     def _sealer(self, pack_id: bytes, salt: bytes) -> Sealer:
         with self._cache_lock:
