@@ -348,6 +348,7 @@ def run_server(
         log_level=log_level,
         server_header=False,
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=30,  # a stalled upload must not hold a restart forever
         proxy_headers=False,
     )
 

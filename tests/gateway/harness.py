@@ -183,6 +183,7 @@ def serve(settings: ServerSettings, roles: tuple[str, ...] = ("gateway",)) -> It
         log_level="warning",
         lifespan="on",
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,
     )
     server = _ThreadServer(config)
     thread = threading.Thread(
@@ -198,7 +199,10 @@ def serve(settings: ServerSettings, roles: tuple[str, ...] = ("gateway",)) -> It
         yield port
     finally:
         server.should_exit = True
-        thread.join(timeout=30)
+        thread.join(timeout=10)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout=10)
         sock.close()
 
 
