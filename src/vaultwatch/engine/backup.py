@@ -179,6 +179,7 @@ class _Backup:
         self._local = threading.local()
         self._seen_inodes: dict[tuple[int, int], _FileRef] = {}
         self._small = _Batch()
+        self._category: dict[int, str] = {}  # id(node) -> "new" or "changed", counted once read
         self.root_devices: set[int] = set()
         self.writer: BlobWriter | None = None
         self.file_pool: ThreadPoolExecutor | None = None
@@ -407,7 +408,7 @@ class _Backup:
                 self.progress.add(node.size, 1)
                 job.entries.append((node, None))
                 return
-            self.counts["changed" if old is not None and old.type == FILE else "new"] += 1
+            self._category[id(node)] = "changed" if old is not None and old.type == FILE else "new"
             job.entries.append((node, self._submit_file(path, node)))
             return
         job.entries.append((node, None))
@@ -426,6 +427,7 @@ class _Backup:
                 if outcome.error:
                     self.result_errors.append(FileError(os.fsdecode(child), outcome.error))
                     continue
+                self.counts[self._category.pop(id(node), "new")] += 1
                 if outcome.warning:
                     self.result_warnings.append(FileError(os.fsdecode(child), outcome.warning))
                     node.error = outcome.warning

@@ -207,6 +207,10 @@ class Repository:
             raise KeySlotError(
                 "refusing to remove the last passphrase slot: the data would be lost"
             )
+        if victim.slot_id == self.slot.slot_id:
+            raise KeySlotError(
+                "refusing to remove the key slot in use: open the repository with another passphrase first"
+            )
         self.store.delete(victim.name)
         return victim
 
@@ -317,12 +321,14 @@ class Repository:
             return bid in self.index
 
     def lookup(self, bid: bytes) -> BlobLocation | None:
-        """Where the blob lives."""
+        """Where the blob lives (the index is loaded on first use)."""
+        self.load_index()
         with self.index_lock:
             return self.index.lookup(bid)
 
     def lookup_many(self, blob_ids: Iterable[bytes]) -> dict[bytes, BlobLocation]:
         """Where each of many blobs lives (missing ones left out)."""
+        self.load_index()
         with self.index_lock:
             return self.index.lookup_many(blob_ids)
 
