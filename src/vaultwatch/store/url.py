@@ -20,9 +20,7 @@ from urllib.parse import urlsplit
 
 from vaultwatch.store.base import Store, check_name
 from vaultwatch.store.errors import InvalidObjectNameError, InvalidStoreURLError
-from vaultwatch.store.http import open_gateway_url
 from vaultwatch.store.local import LocalStore
-from vaultwatch.store.s3 import AWS_HOST, S3Store, check_bucket, check_endpoint
 
 Opener = Callable[[str, bool], Store]
 """Builds a Store from the URL's text after ``scheme:``, creating it when asked."""
@@ -41,8 +39,17 @@ def _open_local(rest: str, create: bool) -> Store:
     return store
 
 
+def _open_gateway(rest: str, create: bool) -> Store:
+    # Imported here: httpx is not needed by the many commands that use a local vault.
+    from vaultwatch.store.http import open_gateway_url
+
+    return open_gateway_url(rest, create)
+
+
 def parse_s3(rest: str) -> tuple[str | None, str, str]:
     """Split the text after ``s3:`` into (endpoint URL or None for AWS, bucket, prefix)."""
+    from vaultwatch.store.s3 import AWS_HOST, check_bucket, check_endpoint  # boto3 only when used
+
     endpoint: str | None
     if rest.startswith(("http://", "https://")):
         parts = urlsplit(rest)
@@ -86,6 +93,8 @@ def parse_s3(rest: str) -> tuple[str | None, str, str]:
 
 
 def _open_s3(rest: str, create: bool) -> Store:
+    from vaultwatch.store.s3 import S3Store
+
     endpoint, bucket, prefix = parse_s3(rest)
     store = S3Store(bucket, prefix, endpoint_url=endpoint)
     if create:
@@ -98,7 +107,7 @@ STORE_OPENERS: dict[str, Opener] = {
     "s3": _open_s3,
     # Agents reaching their vault through a gateway: vw+https://HOST:PORT[,HOST2:PORT2]
     # (credential and CA file from VAULTWATCH_AGENT_CREDENTIAL and VAULTWATCH_CA_CERT).
-    "vw+https": open_gateway_url,
+    "vw+https": _open_gateway,
 }
 """Scheme (the text before the first ``:``) -> opener. Anything else is a local path."""
 
