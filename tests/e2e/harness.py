@@ -33,6 +33,18 @@ SERVER_PROC = Path(__file__).with_name("server_proc.py")
 VW = [sys.executable, "-c", "import sys; from vaultwatch.cli.main import main; sys.argv[0] = 'vaultwatch'; main()"]  # fmt: skip
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def kill_leftovers() -> None:
+    """Kill every process a test started and did not stop (a failed test must not leave any)."""
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -94,6 +106,7 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        _STARTED.append(self.proc)
 
         def healthy() -> bool:
             assert self.proc is not None
@@ -210,6 +223,7 @@ class Agent:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        _STARTED.append(self.proc)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:

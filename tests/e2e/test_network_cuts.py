@@ -189,7 +189,9 @@ def test_agent_killed_mid_job(
     agent.start()
     try:
         wait_mid_upload(agent, service, 3)
-        job_uid = agent.status()["job"]["job_uid"]
+        job_uid = agent.wait(
+            "the job in the status", lambda: (agent.status().get("job") or {}).get("job_uid"), 5
+        )
         stored_before = {
             e["name"]
             for e in service.server.uploads()
