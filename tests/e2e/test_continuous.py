@@ -156,3 +156,44 @@ def test_changes_reach_a_snapshot_within_seconds(service: Service, tmp_path: Pat
     finally:
         agent.kill()
     assert "Traceback" not in agent.tail(100_000)
+
+
+def test_a_dead_gateway_in_the_list_is_skipped(service: Service, tmp_path: Path) -> None:
+    protected = tmp_path / "protected"
+    protected.mkdir()
+    (protected / "a.txt").write_text("a\n")
+    dead = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    agent = Agent(
+        tmp_path / "agent",
+        service,
+        service.server.url,
+        [{"name": "docs", "paths": [str(protected)], "mode": "continuous", "quiet": "1s"}],
+        agent={"heartbeat": "2s"},
+        network={"backoff_initial": "100ms", "backoff_max": "500ms"},
+    )
+    text = agent.config.read_text()
+    agent.config.write_text(
+        text.replace(f'"{service.server.url}"', f'"{dead}", "{service.server.url}"')
+    )
+    agent.start()
+    try:
+        agent.wait(
+            "a snapshot through the second gateway",
+            lambda: agent.status().get("backup_sets", {}).get("docs", {}).get("last_snapshot"),
+            60,
+        )
+        status = agent.wait(
+            "both gateways probed",
+            lambda: len(agent.status().get("gateways", {})) == 2 and agent.status(),
+            10,
+        )
+        assert status["gateways"] == {dead: False, service.server.url: True}
+        agent.wait(
+            "the heartbeat through the second gateway",
+            lambda: agent.status().get("last_heartbeat"),
+            10,
+        )
+    finally:
+        agent.kill()
+    repo = service.open_vault(agent.passphrase)
+    assert latest_content(repo, protected / "a.txt") == b"a\n"
