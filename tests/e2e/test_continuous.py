@@ -151,6 +151,7 @@ def test_changes_reach_a_snapshot_within_seconds(service: Service, tmp_path: Pat
                 assert len(jobs) >= 4
                 assert all(j.state == JobState.SUCCEEDED for j in jobs)
                 assert all(j.snapshot_id is not None for j in jobs)
+                assert all(j.backup_set_id == sets[0].id for j in jobs)
         finally:
             catalog.dispose()
     finally:

@@ -277,7 +277,13 @@ class Agent:
             self.stop_event.wait(wait)
 
     def send_reports_once(self) -> bool:
-        """Send every pending job report; False when the network is down."""
+        """Send every pending job report; False when the network is down.
+
+        Not before this process's first heartbeat went through: the heartbeat
+        tells the server the backup sets that job reports refer to by name.
+        """
+        if self.last_heartbeat is None:
+            return False
         for report in self.journal.pending_reports():
             try:
                 self.client.report_job(report.job_uid, report.body)
