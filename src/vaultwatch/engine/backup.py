@@ -19,6 +19,7 @@ import socket
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from vaultwatch import __version__
 from vaultwatch.engine.chunker import Chunker
 from vaultwatch.engine.compress import compress
 from vaultwatch.engine.errors import EngineError
+from vaultwatch.engine.memory import tune_allocator
 from vaultwatch.engine.metadata import node_from_stat
 from vaultwatch.engine.pack import DATA, TREE
 from vaultwatch.engine.progress import Progress
@@ -39,6 +41,7 @@ from vaultwatch.engine.tree import DIR, FILE, Node, Tree
 BATCH_BYTES = 4 * 1024 * 1024
 SMALL_FILE = 1024 * 1024
 SMALL_BATCH_FILES = 256
+MAX_PENDING_FILES = 4096
 
 
 class FileCache(Protocol):
@@ -158,8 +161,19 @@ class _FileRef:
 @dataclass
 class _DirJob:
     node: Node
+    path: bytes = b"/"
     entries: list[tuple[Node, _FileRef | _DirJob | None]] = field(default_factory=list)
     error: str = ""
+    tree_id: bytes | None = None
+
+    def ready(self) -> bool:
+        """Whether every file of this directory has been read (sub-directories finish first)."""
+        for _, pending in self.entries:
+            if isinstance(pending, _FileRef):
+                future = pending.batch.future
+                if future is None or not future.done():
+                    return False
+        return True
 
 
 class _Backup:
@@ -180,6 +194,10 @@ class _Backup:
         self._seen_inodes: dict[tuple[int, int], _FileRef] = {}
         self._small = _Batch()
         self._category: dict[int, str] = {}  # id(node) -> "new" or "changed", counted once read
+        # Scanned directories in post-order, waiting for their files: finishing them as
+        # soon as they are ready keeps memory bounded by MAX_PENDING_FILES, not the tree size.
+        self._unfinished: deque[_DirJob] = deque()
+        self._pending_files = 0
         self.root_devices: set[int] = set()
         self.writer: BlobWriter | None = None
         self.file_pool: ThreadPoolExecutor | None = None
@@ -357,7 +375,7 @@ class _Backup:
         return [self._read_file(path, node) for path, node in items]
 
     def _scan_dir(self, path: bytes, node: Node, parent_tree: Tree | None) -> _DirJob:
-        job = _DirJob(node)
+        job = _DirJob(node, path)
         self.counts["dirs"] += 1
         try:
             with os.scandir(path) as it:
@@ -374,6 +392,8 @@ class _Backup:
                 continue
             old = parent_tree.find(name) if parent_tree is not None else None
             self._scan_entry(job, child_path, name, old)
+        self._unfinished.append(job)
+        self._finish_ready()
         return job
 
     def _scan_entry(self, job: _DirJob, path: bytes, name: bytes, old: Node | None) -> None:
@@ -410,38 +430,55 @@ class _Backup:
                 return
             self._category[id(node)] = "changed" if old is not None and old.type == FILE else "new"
             job.entries.append((node, self._submit_file(path, node)))
+            self._pending_files += 1
             return
         job.entries.append((node, None))
 
     # -- trees (main thread, post-order) ------------------------------------------------
 
-    def _finish_dir(self, job: _DirJob, path: bytes) -> bytes:
+    def _finish_ready(self) -> None:
+        """Finish scanned directories whose files are read; wait when too many are pending."""
+        while self._unfinished:
+            head = self._unfinished[0]
+            if not head.ready():
+                if self._pending_files < MAX_PENDING_FILES:
+                    return
+                self.flush_small()  # the head may wait on the batch being collected
+            self._unfinished.popleft()
+            self._finish_dir(head)
+
+    def _finish_dir(self, job: _DirJob) -> bytes:
+        """Save one directory's tree; its sub-directories are finished already."""
         assert self.writer is not None
         tree = Tree()
         for node, pending in job.entries:
-            child = _join(path, node.name)
             if isinstance(pending, _DirJob):
-                node.subtree = self._finish_dir(pending, child)
+                if pending.tree_id is None:
+                    self._finish_dir(pending)  # an ancestor of a backed-up path
+                node.subtree = pending.tree_id
             elif pending is not None:
+                self._pending_files -= 1
                 outcome = pending.result()
                 if outcome.error:
+                    child = _join(job.path, node.name)
                     self.result_errors.append(FileError(os.fsdecode(child), outcome.error))
                     continue
                 self.counts[self._category.pop(id(node), "new")] += 1
                 if outcome.warning:
+                    child = _join(job.path, node.name)
                     self.result_warnings.append(FileError(os.fsdecode(child), outcome.warning))
                     node.error = outcome.warning
                 node.content = outcome.content
                 node.size = outcome.size
                 self.progress.add(files=1)
-
             elif node.type == DIR and node.subtree is None:
                 node.subtree, _ = self.writer.save(TREE, Tree().to_bytes())
             tree.nodes.append(node)
         if job.error:
             job.node.error = job.error
-        bid, _ = self.writer.save(TREE, tree.to_bytes())
-        return bid
+        job.tree_id, _ = self.writer.save(TREE, tree.to_bytes())
+        job.entries = []  # the parent needs only the id
+        return job.tree_id
 
     def run(self, paths: list[str], parent: Snapshot | None) -> tuple[bytes, list[str]]:
         """Back up ``paths``; returns the root tree id and the normalized paths."""
@@ -449,12 +486,13 @@ class _Backup:
         for t in targets:
             self.root_devices.add(os.lstat(t).st_dev)
         parent_root = self.repo.load_tree(parent.tree) if parent is not None else None
-        root = _DirJob(Node(name=b"", type=DIR))
+        root = _DirJob(Node(name=b"", type=DIR), b"/")
         for target in targets:
             self._add_target(root, os.fsencode(target), parent_root)
         self.flush_small()
-        assert self.writer is not None
-        return self._finish_dir(root, b"/"), targets
+        while self._unfinished:
+            self._finish_dir(self._unfinished.popleft())
+        return self._finish_dir(root), targets
 
     def _add_target(self, root: _DirJob, target: bytes, parent_root: Tree | None) -> None:
         """Place one backed-up path under the root, creating its ancestors' nodes."""
@@ -473,7 +511,7 @@ class _Backup:
                 st = os.lstat(path)
                 node = node_from_stat(part, path, st)
                 assert node is not None
-                existing = _DirJob(node)
+                existing = _DirJob(node, path)
                 job.entries.append((node, existing))
             job = existing
             old_tree = (
@@ -525,6 +563,7 @@ def backup(
     """Back up ``paths`` into a new snapshot; unreadable files are reported, not fatal."""
     options = options or BackupOptions()
     progress = progress or Progress()
+    tune_allocator()
     host = options.hostname or socket.gethostname()
     started = time.monotonic()
     norm = _normalize(paths)

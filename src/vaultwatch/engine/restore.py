@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from vaultwatch.engine.errors import EngineError, IntegrityError, UnsafePathError
 from vaultwatch.engine.index import BlobLocation
+from vaultwatch.engine.memory import tune_allocator
 from vaultwatch.engine.metadata import apply_metadata
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
@@ -433,6 +434,7 @@ def restore(
     """Restore ``snapshot`` under ``target``; each backed-up absolute path is recreated below it."""
     options = options or RestoreOptions()
     progress = progress or Progress()
+    tune_allocator()
     started = time.monotonic()
     if target.exists() and not target.is_dir():
         raise EngineError(f"restore target {target} exists and is not a directory")

@@ -141,6 +141,7 @@ class Tree:
     """A directory listing, sorted by raw name so equal directories encode identically."""
 
     nodes: list[Node] = field(default_factory=list)
+    _by_name: dict[bytes, Node] | None = field(default=None, repr=False, compare=False)
 
     def to_bytes(self) -> bytes:
         """Canonical JSON (sorted nodes, no spaces): equal trees dedup to one blob."""
@@ -157,8 +158,7 @@ class Tree:
             raise IntegrityError(f"tree {tree_id[:8]} is malformed: {exc}") from None
 
     def find(self, name: bytes) -> Node | None:
-        """The node with this name."""
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        return None
+        """The node with this name (a dict built on first use: backups look up every name)."""
+        if self._by_name is None or len(self._by_name) != len(self.nodes):
+            self._by_name = {n.name: n for n in self.nodes}
+        return self._by_name.get(name)
