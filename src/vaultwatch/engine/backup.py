@@ -322,7 +322,7 @@ class _Backup:
 
     # -- scanning (main thread) -------------------------------------------------------
 
-    def _parent_match(self, node: Node, old: Node | None) -> bool:
+    def _parent_match(self, node: Node, old: Node | None, known: set[bytes]) -> bool:
         if old is None or old.type != FILE or node.type != FILE:
             return False
         if (old.size, old.mtime_ns, old.ctime_ns, old.inode) != (
@@ -332,7 +332,7 @@ class _Backup:
             node.inode,
         ):
             return False
-        return all(self.repo.has_blob(b) for b in old.content)
+        return all(b in known for b in old.content)
 
     def _cached_content(self, path: bytes, node: Node) -> list[bytes] | None:
         cache = self.options.file_cache
@@ -374,6 +374,13 @@ class _Backup:
     def _read_batch(self, items: list[tuple[bytes, Node]]) -> list[_FileOutcome]:
         return [self._read_file(path, node) for path, node in items]
 
+    def _stored_parent_blobs(self, parent_tree: Tree | None) -> set[bytes]:
+        """Which content of the parent's files is still stored: one index search per directory."""
+        if parent_tree is None:
+            return set()
+        ids = [b for n in parent_tree.nodes if n.type == FILE for b in n.content]
+        return set(self.repo.lookup_many(ids)) if ids else set()
+
     def _scan_dir(self, path: bytes, node: Node, parent_tree: Tree | None) -> _DirJob:
         job = _DirJob(node, path)
         self.counts["dirs"] += 1
@@ -386,17 +393,20 @@ class _Backup:
                 FileError(os.fsdecode(path), f"cannot list directory: {job.error}")
             )
             return job
+        known = self._stored_parent_blobs(parent_tree)
         for name in names:
             child_path = _join(path, name)
             if self.excluder.excluded(child_path, name):
                 continue
             old = parent_tree.find(name) if parent_tree is not None else None
-            self._scan_entry(job, child_path, name, old)
+            self._scan_entry(job, child_path, name, old, known)
         self._unfinished.append(job)
         self._finish_ready()
         return job
 
-    def _scan_entry(self, job: _DirJob, path: bytes, name: bytes, old: Node | None) -> None:
+    def _scan_entry(
+        self, job: _DirJob, path: bytes, name: bytes, old: Node | None, known: set[bytes]
+    ) -> None:
         try:
             st = os.lstat(path)
             node = node_from_stat(name, path, st)
@@ -422,7 +432,7 @@ class _Backup:
             with self._count_lock:
                 self.total_bytes += node.size
             cached = self._cached_content(path, node)
-            if cached is not None or self._parent_match(node, old):
+            if cached is not None or self._parent_match(node, old, known):
                 node.content = list(cached if cached is not None else old.content)  # type: ignore[union-attr]
                 self.counts["unmodified"] += 1
                 self.progress.add(node.size, 1)
@@ -502,7 +512,7 @@ class _Backup:
             path = _join(prefix, part)
             old = old_tree.find(part) if old_tree is not None else None
             if i == len(parts) - 1:
-                self._scan_entry(job, path, part, old)
+                self._scan_entry(job, path, part, old, self._stored_parent_blobs(old_tree))
                 return
             existing = next(
                 (p for n, p in job.entries if n.name == part and isinstance(p, _DirJob)), None
