@@ -9,6 +9,7 @@ import pytest
 
 from tests.engine.treecompare import build_tree, describe
 from tests.gateway.harness import GatewayServer
+from vaultwatch.catalog.vaults import get_tenant_vault
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.check import check
 from vaultwatch.engine.keys import KdfParams
@@ -26,6 +27,9 @@ def test_backup_restore_and_check(gateway: GatewayServer, tmp_path: Path) -> Non
     build_tree(source)
     store = gateway.store(agent.credential)
     repo = Repository.init(store, PASSPHRASE, kdf=FAST_KDF, pack_size=2 * 1024 * 1024)
+    with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
+        vault = get_tenant_vault(session, agent.tenant_id)
+        assert vault is not None and vault.vault_id == repo.config.repo_id  # from its config
     first = backup(repo, [str(source)])
     assert not first.errors
     assert first.files_new > 5

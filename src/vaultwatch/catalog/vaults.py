@@ -61,3 +61,18 @@ def register_tenant_vault(
         details={"location": location},
     )
     return vault
+
+
+def record_vault_id(session: Session, tenant_id: uuid.UUID, vault_id: str) -> bool:
+    """Remember the id the tenant's repository gave itself (from its ``config``), once.
+
+    Returns whether it was recorded now. A later, different id is ignored:
+    the first repository initialised in the vault is the one the catalog
+    describes, and a rebuilt catalog matches vaults by this id.
+    """
+    vault = get_tenant_vault(session, tenant_id)
+    if vault is None or vault.vault_id is not None:
+        return False
+    vault.vault_id = vault_id[:64]
+    session.flush()
+    return True

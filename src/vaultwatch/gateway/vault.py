@@ -38,7 +38,7 @@ import anyio.to_thread
 import blake3
 
 from vaultwatch.catalog import Catalog, audit
-from vaultwatch.catalog.vaults import get_tenant_vault, register_tenant_vault
+from vaultwatch.catalog.vaults import get_tenant_vault, record_vault_id, register_tenant_vault
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.server_config import ServerSettings
 from vaultwatch.store.base import Store, StoredObject, check_name, check_prefix
@@ -48,6 +48,7 @@ from vaultwatch.store.url import open_store
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX_ID = re.compile(r"^[0-9a-f]{8,64}$")
 _DATA = re.compile(r"^data/([0-9a-f]{2})/([0-9a-f]{64})$")
 _TOP_LEVEL = ("keys/", "locks/", "data/", "index/", "snapshots/")
 _LISTING_TTL = 300.0
@@ -303,7 +304,13 @@ class VaultAccess:
         check_layout(name)
         if overwrite and not is_lock(name):
             self._refuse(identity, "vault.overwrite_refused", name)
-        return expected_content_id(name)
+        content_id = expected_content_id(name)
+        if not overwrite and self.store_for(identity).exists(name):
+            # Before the body is read: a retried upload of a large pack costs nothing.
+            raise ObjectExistsError(
+                f"object {name!r} already exists; agents cannot replace objects"
+            )
+        return content_id
 
     def check_delete(self, identity: AgentIdentity, name: str) -> None:
         """Agents may delete locks only."""
@@ -404,7 +411,20 @@ class VaultAccess:
                 raise ObjectExistsError(
                     f"object {name!r} already exists; agents cannot replace objects"
                 ) from None
+        if name == "config":
+            self._note_vault_id(identity, data)
         return len(data)
+
+    def _note_vault_id(self, identity: AgentIdentity, config: bytes) -> None:
+        """Record the repository's own id in the catalog (the config is plaintext JSON)."""
+        try:
+            doc = json.loads(config)
+            vault_id = doc.get("id") if isinstance(doc, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            return
+        if isinstance(vault_id, str) and _HEX_ID.match(vault_id):
+            with self.catalog.session(tenant_id=identity.tenant_id) as session:
+                record_vault_id(session, identity.tenant_id, vault_id)
 
     def delete(self, identity: AgentIdentity, name: str) -> None:
         """Remove a lock (check_delete first)."""
