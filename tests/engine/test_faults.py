@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 from tests.engine.conftest import FAST_KDF, PASSPHRASE, reopen
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.check import check
+from vaultwatch.engine.errors import CancelledError
 from vaultwatch.engine.pack import DATA
+from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import restore
 from vaultwatch.store.local import LocalStore
@@ -173,3 +176,31 @@ def test_unreadable_file_is_reported_and_backup_goes_on(world_dir: Path) -> None
     target = world_dir / "out"
     restore(repo, repo.find_snapshot("latest"), target)
     assert (target / str(src).lstrip("/") / "readable.txt").read_text() == "ok"
+
+
+def test_cancelled_backup_stops_quickly_and_leaves_a_sound_repository(
+    repo: Repository, repo_path: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i:02}.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    progress = Progress()
+
+    def cancel_when_started() -> None:
+        while progress.bytes_done < 8 * 1024 * 1024:
+            time.sleep(0.005)
+        progress.cancel()
+
+    canceller = threading.Thread(target=cancel_when_started)
+    canceller.start()
+    started = time.monotonic()
+    with pytest.raises(CancelledError):
+        backup(repo, [str(src)], progress=progress)
+    canceller.join()
+    assert time.monotonic() - started < 5
+    assert progress.bytes_done < 120 * 1024 * 1024, "most of the data was read despite the cancel"
+    assert not list((repo_path / "locks").iterdir()), "the cancelled backup kept its lock"
+    result = backup(reopen(repo_path), [str(src)])
+    assert not result.errors
+    assert check(reopen(repo_path), read_data=True).ok

@@ -256,6 +256,7 @@ class _Backup:
             size += len(chunk)
             self.progress.add(len(chunk))
             if batch_bytes >= BATCH_BYTES:
+                self.progress.check()
                 pending.append(self.hash_pool.submit(self._store_batch, batch))
                 batch, batch_bytes = [], 0
                 drain(1)
@@ -372,7 +373,11 @@ class _Backup:
             self._small = _Batch()
 
     def _read_batch(self, items: list[tuple[bytes, Node]]) -> list[_FileOutcome]:
-        return [self._read_file(path, node) for path, node in items]
+        out = []
+        for path, node in items:
+            self.progress.check()
+            out.append(self._read_file(path, node))
+        return out
 
     def _stored_parent_blobs(self, parent_tree: Tree | None) -> set[bytes]:
         """Which content of the parent's files is still stored: one index search per directory."""
@@ -394,6 +399,7 @@ class _Backup:
             )
             return job
         known = self._stored_parent_blobs(parent_tree)
+        self.progress.check()
         for name in names:
             child_path = _join(path, name)
             if self.excluder.excluded(child_path, name):
@@ -592,7 +598,14 @@ def backup(
             ThreadPoolExecutor(options.file_workers, thread_name_prefix="read") as file_pool,
         ):
             run.writer, run.hash_pool, run.file_pool = writer, hash_pool, file_pool
-            tree_id, norm = run.run(norm, parent)
+            try:
+                tree_id, norm = run.run(norm, parent)
+            except BaseException:
+                # Ctrl-C or cancel: drop queued reads instead of finishing them first.
+                progress.cancel()
+                file_pool.shutdown(wait=True, cancel_futures=True)
+                hash_pool.shutdown(wait=True, cancel_futures=True)
+                raise
             progress.phase = "saving"
             writer.flush()
         duration = time.monotonic() - started

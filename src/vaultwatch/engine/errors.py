@@ -70,3 +70,9 @@ class CheckFailedError(EngineError):
 
 class InvalidSubsetError(EngineError):
     """A ``--read-data-subset`` value is neither ``n/t`` nor ``x%``."""
+
+
+class CancelledError(EngineError):
+    """The work was asked to stop; nothing half-written is left referenced."""
+
+    exit_code = 130

@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from vaultwatch.engine.errors import CancelledError
+
 
 @dataclass
 class Progress:
@@ -24,6 +26,21 @@ class Progress:
     current: str = ""
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancel(self) -> None:
+        """Ask the work to stop soon (Ctrl-C, an agent shutting down); safe from any thread."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancel.is_set()
+
+    def check(self) -> None:
+        """Raise CancelledError when cancelled: called by the engine between units of work."""
+        if self._cancel.is_set():
+            raise CancelledError("cancelled")
 
     def add(self, nbytes: int = 0, files: int = 0) -> None:
         """Count work done (thread-safe)."""
