@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import blake3
 import httpx
@@ -236,7 +237,7 @@ def test_upload_size_limit(gateway: GatewayServer, agent_client: httpx.Client) -
     name = content_name(big)
     _problem(upload(agent_client, name, big), 413, "upload-too-large")
 
-    def chunks() -> object:
+    def chunks() -> Iterator[bytes]:
         for _ in range((TEST_MAX_UPLOAD // (1 << 20)) + 2):
             yield os.urandom(1 << 20)
 
