@@ -156,7 +156,9 @@ def test_changes_reach_a_snapshot_within_seconds(service: Service, tmp_path: Pat
             catalog.dispose()
     finally:
         agent.kill()
-    assert "Traceback" not in agent.tail(100_000)
+    log = agent.tail(100_000)
+    assert "Traceback" not in log
+    assert " WARNING " not in log and " ERROR " not in log, log  # every report and heartbeat taken
 
 
 def test_a_dead_gateway_in_the_list_is_skipped(service: Service, tmp_path: Path) -> None:
