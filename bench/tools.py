@@ -1,17 +1,19 @@
 """One runner per backup tool, all with the same interface, each step a measured child.
 
 Wall time comes from a monotonic clock around the child; peak memory and CPU time come
-from os.wait4's resource usage of that child (ru_maxrss is kept by the kernel, so a short
-spike is never missed the way polling would miss it). Each tool gets its own HOME and
+from os.wait4's resource usage of that child, taken by a bare launcher interpreter that
+forks the tool (ru_maxrss is kept by the kernel, so a short spike is never missed the way
+polling would miss it, but it also survives fork and exec, hence the small launcher). Each tool gets its own HOME and
 cache directories under the work directory, so no run is helped by an earlier one's cache.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import resource
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,28 +104,58 @@ def disk_usage(path: Path) -> DiskUsage:
     return DiskUsage(apparent, allocated, files)
 
 
+# ru_maxrss survives fork and exec: a child forked straight from this (large) harness
+# would report the harness's own peak. A bare interpreter forks the tool instead, so the
+# figure is the tool's (the launcher itself stays under 10 MiB).
+_LAUNCHER = """
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_pid, status, u = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump({"code": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - start,
+               "maxrss_kib": u.ru_maxrss, "utime": u.ru_utime, "stime": u.ru_stime}, f)
+"""
+
+
+@dataclass(frozen=True)
+class ChildUsage:
+    """What the launcher measured of the tool's process."""
+
+    ru_maxrss: int  # KiB, as Linux reports it
+    ru_utime: float
+    ru_stime: float
+
+
 def run_measured(
     argv: list[str], *, env: dict[str, str], cwd: Path, log: Path
-) -> tuple[int, float, resource.struct_rusage]:
-    """Run argv to completion; return exit code, wall seconds and the child's rusage."""
+) -> tuple[int, float, ChildUsage]:
+    """Run argv to completion; return exit code, wall seconds and the child's usage."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    report = log.with_suffix(".usage.json")
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(argv)}   (cwd {cwd})\n".encode())
         out.flush()
-        start = time.perf_counter()
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-S", "-E", "-c", _LAUNCHER, str(report), *argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         except BaseException:
             proc.kill()
             proc.wait()
             raise
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.write(f"[exit {proc.returncode} after {seconds:.2f} s]\n\n".encode())
-    return proc.returncode, seconds, usage
+        doc = json.loads(report.read_text())
+        out.write(f"[exit {doc['code']} after {doc['seconds']:.2f} s]\n\n".encode())
+    usage = ChildUsage(int(doc["maxrss_kib"]), float(doc["utime"]), float(doc["stime"]))
+    return int(doc["code"]), float(doc["seconds"]), usage
 
 
 class Runner:
