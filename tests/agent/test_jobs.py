@@ -130,7 +130,14 @@ class Harness:
             self.vault,
             stop=self.stop,
             on_report=lambda uid, body: self.reports.append({"uid": uid, **body}),
+            on_reports_queued=self.final_reports,
         )
+
+    def final_reports(self) -> None:
+        """Final reports are queued in the journal with the job's end: take them from there."""
+        for p in self.journal.pending_reports():
+            self.reports.append({"uid": p.job_uid, **p.body})
+            self.journal.mark_sent(p.job_uid, p.version)
 
     def vault(self) -> AgentRepository:
         if self._repo is None:

@@ -36,8 +36,18 @@ def test_job_lifecycle_and_resume_after_reopen(tmp_path: Path) -> None:
     assert [o.job_uid for o in j.open_jobs()] == [job.job_uid]
     assert j.open_job("other") is None
 
-    j.finish_job(job.job_uid, "succeeded", paths=["/srv"], snapshot_id="ab" * 32)
+    j.finish_job(
+        job.job_uid,
+        "succeeded",
+        paths=["/srv"],
+        snapshot_id="ab" * 32,
+        report={"state": "succeeded"},
+    )
     assert j.open_job("www") is None
+    # The final report is queued together with the end of the job.
+    assert [(p.job_uid, p.body) for p in j.pending_reports()] == [
+        (job.job_uid, {"state": "succeeded"})
+    ]
     rec = j.set_record("www")
     assert rec is not None and rec.last_snapshot == "ab" * 32 and rec.last_state == "succeeded"
     assert rec.paths == ["/srv"] and rec.last_success is not None

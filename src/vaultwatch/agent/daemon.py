@@ -129,6 +129,7 @@ class Agent:
                     s.name, record.last_run, record.last_success, record.last_state
                 )
         self.scheduler = Scheduler(triggers)
+        self._report_wake = threading.Event()
         self.runner = JobRunner(
             config,
             self.journal,
@@ -137,10 +138,10 @@ class Agent:
             on_report=self._queue_report,
             on_finish=self._job_finished,
             on_upload=self._uploaded,
+            on_reports_queued=self._report_wake.set,
         )
         self._repo: AgentRepository | None = None
         self._repo_lock = threading.Lock()
-        self._report_wake = threading.Event()
         self.gateways: dict[str, bool] = {}
         self.last_heartbeat: float | None = None
         self.last_heartbeat_error: str | None = None

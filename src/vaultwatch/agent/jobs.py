@@ -135,6 +135,7 @@ class JobRunner:
         on_report: Callable[[str, dict[str, Any]], None],
         on_finish: Callable[[BackupSetConfig, str, BackupResult | None], None] | None = None,
         on_upload: Callable[[int], None] | None = None,
+        on_reports_queued: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -143,6 +144,7 @@ class JobRunner:
         self._on_report = on_report
         self._on_finish = on_finish
         self._on_upload = on_upload
+        self._on_reports_queued = on_reports_queued
         self.live: LiveJob | None = None
         self._lock = threading.Lock()
         self._reload_index = False
@@ -155,6 +157,10 @@ class JobRunner:
         live = self.live
         if live is not None:
             self._on_report(live.job_uid, report_body(live, **kwargs))
+
+    def _reports_queued(self) -> None:
+        if self._on_reports_queued is not None:
+            self._on_reports_queued()
 
     def set_state(self, state: str) -> None:
         """Move the current job to ``state`` (running / waiting_for_network) and report it."""
@@ -230,6 +236,8 @@ class JobRunner:
                     self.stop.wait(delay)
                     continue
                 state = "partial" if result.errors else "succeeded"
+                with self._lock:
+                    live.state = state
                 self.journal.finish_job(
                     job.job_uid,
                     state,
@@ -238,10 +246,9 @@ class JobRunner:
                     error=f"{len(result.errors)} files could not be read"
                     if result.errors
                     else None,
+                    report=report_body(live, state=state, result=result),
                 )
-                with self._lock:
-                    live.state = state
-                self.report(state=state, result=result)
+                self._reports_queued()
                 log.info(
                     "job %s of %s %s: snapshot %s, %d new, %d changed, %d bytes added, "
                     "%d packs sent, %d errors",
@@ -269,11 +276,17 @@ class JobRunner:
         else:
             log.exception("job %s of %s failed unexpectedly", live.job_uid, cfg.name)
         self._reload_index = True
-        self.journal.finish_job(live.job_uid, "failed", paths=cfg.paths, error=message)
         with self._lock:
             live.state = "failed"
             live.last_error = message
-        self.report(state="failed", error=message)
+        self.journal.finish_job(
+            live.job_uid,
+            "failed",
+            paths=cfg.paths,
+            error=message,
+            report=report_body(live, state="failed", error=message),
+        )
+        self._reports_queued()
         if self._on_finish is not None:
             self._on_finish(cfg, "failed", None)
         return "failed"

@@ -233,8 +233,13 @@ class Journal:
         paths: list[str],
         snapshot_id: str | None = None,
         error: str | None = None,
+        report: dict[str, Any] | None = None,
     ) -> None:
-        """Close a job: its file entries go, the set remembers the outcome (and the new parent)."""
+        """Close a job: its file entries go, the set remembers the outcome (and the new parent).
+
+        ``report``, the job's final report, is queued in the same transaction:
+        a job is never finished here without its final report waiting to be sent.
+        """
         if state not in FINAL_STATES:
             raise ValueError(f"not a final state: {state}")
         now = time.time()
@@ -262,6 +267,8 @@ class Journal:
                     "UPDATE sets SET last_snapshot = ?, last_success = ?, paths = ? WHERE name = ?",
                     (snapshot_id, now, json.dumps(paths), row[0]),
                 )
+            if report is not None:
+                self._upsert_report(db, job_uid, report)
 
     def prune(self, keep: int = 500) -> None:
         """Forget old finished jobs whose reports the server has acknowledged."""
@@ -336,12 +343,16 @@ class Journal:
     def put_report(self, job_uid: str, body: dict[str, Any]) -> None:
         """Replace the job's latest report; it stays pending until acknowledged."""
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO reports (job_uid, body, version, updated) VALUES (?, ?, 1, ?)"
-                " ON CONFLICT (job_uid) DO UPDATE SET body = excluded.body,"
-                " version = reports.version + 1, updated = excluded.updated",
-                (job_uid, json.dumps(body), time.time()),
-            )
+            self._upsert_report(db, job_uid, body)
+
+    @staticmethod
+    def _upsert_report(db: sqlite3.Connection, job_uid: str, body: dict[str, Any]) -> None:
+        db.execute(
+            "INSERT INTO reports (job_uid, body, version, updated) VALUES (?, ?, 1, ?)"
+            " ON CONFLICT (job_uid) DO UPDATE SET body = excluded.body,"
+            " version = reports.version + 1, updated = excluded.updated",
+            (job_uid, json.dumps(body), time.time()),
+        )
 
     def pending_reports(self) -> list[PendingReport]:
         """Reports not yet acknowledged, oldest change first."""
