@@ -130,6 +130,7 @@ class Agent:
                 )
         self.scheduler = Scheduler(triggers)
         self._report_wake = threading.Event()
+        self._online = threading.Event()  # set by each delivered heartbeat
         self.runner = JobRunner(
             config,
             self.journal,
@@ -253,6 +254,7 @@ class Agent:
             return False
         self.last_heartbeat = time.time()
         self.last_heartbeat_error = None
+        self._online.set()
         self.metrics.last_heartbeat.set(self.last_heartbeat)
         if isinstance(answer, dict) and isinstance(answer.get("server_time"), str):
             self._check_skew(answer["server_time"])
@@ -304,11 +306,13 @@ class Agent:
         backoff = Backoff(self.config.network.backoff_initial, self.config.network.backoff_max)
         while not self.stop_event.is_set():
             self._report_wake.clear()
+            self._online.clear()
             if self.send_reports_once():
                 backoff.reset()
                 self._report_wake.wait(30)
             else:
-                self.stop_event.wait(backoff.next_delay())
+                # Back off, but go at once when a heartbeat gets through again.
+                self._online.wait(backoff.next_delay())
 
     def status_document(self) -> dict[str, Any]:
         """What ``vaultwatch agent status`` shows."""
@@ -460,6 +464,7 @@ class Agent:
         """Stop threads and close what is open (the running job stays resumable)."""
         self.stop_event.set()
         self._report_wake.set()
+        self._online.set()
         self.scheduler.wake.set()
         try:
             self.watcher.stop()
