@@ -26,7 +26,7 @@ import httpx
 
 from vaultwatch.agent.client import Backoff, NetworkDown
 from vaultwatch.agent.config import AgentConfig, BackupSetConfig
-from vaultwatch.agent.journal import JobRecord, Journal
+from vaultwatch.agent.journal import FINAL_STATES, JobRecord, Journal
 from vaultwatch.agent.vault import AgentRepository
 from vaultwatch.engine.backup import BackupOptions, BackupResult, backup
 from vaultwatch.engine.errors import SnapshotNotFoundError
@@ -166,7 +166,7 @@ class JobRunner:
         """Move the current job to ``state`` (running / waiting_for_network) and report it."""
         with self._lock:
             live = self.live
-            if live is None or live.state == state:
+            if live is None or live.state == state or live.state in FINAL_STATES:
                 return
             live.state = state
         self.journal.set_state(live.job_uid, state)
