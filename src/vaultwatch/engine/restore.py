@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 from vaultwatch.engine.errors import EngineError, IntegrityError, UnsafePathError
 from vaultwatch.engine.index import BlobLocation
-from vaultwatch.engine.memory import tune_allocator
+from vaultwatch.engine.memory import short_gil_slices, tune_allocator
 from vaultwatch.engine.metadata import apply_metadata
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
@@ -450,10 +450,11 @@ def restore(
         raise EngineError(
             "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
         )
-    progress.phase = "restoring"
-    run.write_files()
-    progress.phase = "setting metadata"
-    run.finish()
+    with short_gil_slices():
+        progress.phase = "restoring"
+        run.write_files()
+        progress.phase = "setting metadata"
+        run.finish()
     run.result.duration = time.monotonic() - started
     progress.phase = "done"
     return run.result
