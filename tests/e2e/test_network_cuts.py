@@ -29,6 +29,7 @@ from tests.e2e.harness import (
     tree_digest,
 )
 from tests.e2e.tcpproxy import TcpProxy
+from vaultwatch.agent.daemon import STOP_GRACE
 from vaultwatch.catalog import Catalog
 from vaultwatch.catalog.models import Job, JobState
 from vaultwatch.engine.check import check
@@ -157,6 +158,8 @@ def verify(service: Service, agent: Agent, data: Path, tmp_path: Path, faults: i
             job_id = str(jobs[0].id)
     finally:
         catalog.dispose()
+    # Every lock is gone, including one a killed agent left (removed as stale on resuming).
+    assert list(LocalStore(service.vault_dir).list("locks/")) == []
     rec = agent.status()["backup_sets"]["bulk"]
     assert rec["last_snapshot"] == snaps[0].id
     assert job_id
@@ -239,3 +242,33 @@ def test_gateway_restarted_mid_job(
         agent.kill()
     assert "waiting_for_network" in states, states
     verify(service, agent, data, tmp_path, 1)
+
+
+def test_agent_stopped_mid_job(
+    service: Service, proxy: TcpProxy, data: Path, tmp_path: Path
+) -> None:
+    """systemctl stop during a long upload: exit within the grace period, resume at the next start."""
+    proxy.bucket.rate = 4 * 1024 * 1024  # the rest of the upload outlasts the grace period
+    agent = make_agent(tmp_path, service, proxy, data)
+    agent.start()
+    try:
+        wait_mid_upload(agent, service, 1)
+        job_uid = agent.wait(
+            "the job in the status", lambda: (agent.status().get("job") or {}).get("job_uid"), 5
+        )
+        assert agent.proc is not None
+        started = time.monotonic()
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.proc.wait(timeout=30) == 0
+        stop_seconds = time.monotonic() - started
+        print(f"stopped mid-job in {stop_seconds:.1f}s")
+        assert stop_seconds < STOP_GRACE + 3, agent.tail()
+        assert "stopping mid-job" in agent.tail()
+        assert agent.status_cli()["state"] == "stopped"
+        proxy.bucket.rate = UPLINK
+        agent.start()
+        wait_success(agent)
+    finally:
+        agent.kill()
+    verify(service, agent, data, tmp_path, 1)
+    assert f"resuming interrupted job {job_uid}" in agent.tail(100_000)

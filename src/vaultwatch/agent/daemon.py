@@ -46,6 +46,7 @@ StoreFactory = Callable[[Callable[[str], None]], Store]
 
 JOURNAL_FILE = "journal.sqlite"
 PROGRESS_REPORT_EVERY = 2.0
+STOP_GRACE = 10.0
 
 
 def platform_name() -> str:
@@ -481,9 +482,11 @@ class Agent:
 def run_agent(config: AgentConfig, *, store_factory: StoreFactory | None = None) -> None:
     """Run the agent until SIGTERM or SIGINT.
 
-    A stop during a job does not wait for it: the journal is flushed and the
-    process exits, and the job resumes under its uid at the next start (the
-    same path as a crash, so that path is exercised every time).
+    A stop during a job does not wait for it: the backup is cancelled (its
+    lock released, nothing half-written referenced), or, if it cannot stop
+    within STOP_GRACE seconds (waiting for the network), the journal is
+    flushed and the process exits; either way the job resumes under its uid
+    at the next start.
     """
     agent = Agent(config, store_factory=store_factory)
     done = threading.Event()
@@ -491,10 +494,11 @@ def run_agent(config: AgentConfig, *, store_factory: StoreFactory | None = None)
     def on_signal(signum: int, frame: object) -> None:
         agent.stop_event.set()
         agent.scheduler.wake.set()
+        agent.runner.cancel()
 
     def reaper() -> None:
         agent.stop_event.wait()
-        if done.wait(3.0):
+        if done.wait(STOP_GRACE):
             return
         log.info("stopping mid-job: the job resumes at the next start")
         try:

@@ -173,6 +173,12 @@ class JobRunner:
         log.info("job %s of %s: %s", live.job_uid, live.backup_set, state)
         self.report()
 
+    def cancel(self) -> None:
+        """Ask the running backup to stop soon (the agent is stopping); the job stays open."""
+        live = self.live
+        if live is not None and live.progress is not None:
+            live.progress.cancel()
+
     def on_store_state(self, state: str) -> None:
         """The gateway store's view: it is waiting for the network, or running again."""
         if state in (RUNNING, WAITING):
