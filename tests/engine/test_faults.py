@@ -24,6 +24,7 @@ from vaultwatch.engine.pack import DATA
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import restore
+from vaultwatch.store.errors import StoreUnavailableError
 from vaultwatch.store.local import LocalStore
 
 _BACKUP_SCRIPT = textwrap.dedent(
@@ -204,3 +205,42 @@ def test_cancelled_backup_stops_quickly_and_leaves_a_sound_repository(
     result = backup(reopen(repo_path), [str(src)])
     assert not result.errors
     assert check(reopen(repo_path), read_data=True).ok
+
+
+class _FailingStore(LocalStore):
+    """A real local store whose pack uploads start failing after a few (a dying uplink)."""
+
+    def __init__(self, root: Path, packs_before_failure: int) -> None:
+        super().__init__(root)
+        self.packs_left = packs_before_failure
+
+    def put(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+        if name.startswith("data/"):
+            if self.packs_left <= 0:
+                raise StoreUnavailableError("uplink down")
+            self.packs_left -= 1
+        super().put(name, data, overwrite=overwrite)
+
+
+def test_failed_uploads_keep_what_was_stored_and_the_next_run_is_sound(
+    repo_path: Path, tmp_path: Path
+) -> None:
+    Repository.init(LocalStore(repo_path), PASSPHRASE, kdf=FAST_KDF)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        (src / f"f{i}.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    store = _FailingStore(repo_path, packs_before_failure=2)
+    repo = Repository.open(store, PASSPHRASE)
+    with pytest.raises(StoreUnavailableError):
+        backup(repo, [str(src)])
+    stored = _packs(repo_path)
+    assert len(stored) == 2
+    # the same open repository is used again once the uplink is back
+    store.packs_left = 10**6
+    result = backup(repo, [str(src)])
+    assert result.bytes_stored <= 40 * 1024 * 1024 - sum(stored.values()) + 2 * 1024 * 1024
+    fresh = reopen(repo_path)
+    assert check(fresh, read_data=True).ok
+    out = tmp_path / "out"
+    assert not restore(fresh, fresh.find_snapshot("latest"), out).errors

@@ -9,6 +9,7 @@ removes those nobody needs.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections import OrderedDict
@@ -26,7 +27,6 @@ from vaultwatch.engine.compress import compress, decompress
 from vaultwatch.engine.crypto import Sealer, open_file, seal_file
 from vaultwatch.engine.errors import (
     AmbiguousSnapshotError,
-    EngineError,
     IntegrityError,
     KeySlotError,
     RepositoryExistsError,
@@ -119,6 +119,7 @@ class Repository:
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
         self._sealers: OrderedDict[bytes, Sealer] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._snapshot_cache: dict[str, Snapshot] = {}
 
     # -- creating and opening ----------------------------------------------------------
 
@@ -263,6 +264,12 @@ class Repository:
             self.index = index
             self._index_files = names
             self._index_loaded = True
+
+    def forget_index(self) -> None:
+        """Drop the in-memory index; the next use reads it again from the store."""
+        with self.index_lock:
+            self._index_loaded = False
+            self.index = BlobIndex()
 
     @property
     def index_files(self) -> list[str]:
@@ -457,10 +464,14 @@ class Repository:
         return snapshot.id
 
     def load_snapshot(self, snapshot_id: str) -> Snapshot:
-        """One snapshot by its full id."""
-        return Snapshot.from_json(
-            self.load_file("snapshot", f"snapshots/{snapshot_id}"), snapshot_id
-        )
+        """One snapshot by its full id (snapshot files never change: each is read once)."""
+        cached = self._snapshot_cache.get(snapshot_id)
+        if cached is None:
+            cached = Snapshot.from_json(
+                self.load_file("snapshot", f"snapshots/{snapshot_id}"), snapshot_id
+            )
+            self._snapshot_cache[snapshot_id] = cached
+        return copy.copy(cached)
 
     def snapshot_ids(self) -> list[str]:
         """Ids of every snapshot."""
@@ -505,6 +516,7 @@ class Repository:
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Remove a snapshot file (its data stays until prune)."""
         self.store.delete(f"snapshots/{snapshot_id}")
+        self._snapshot_cache.pop(snapshot_id, None)
 
 
 class BlobWriter:
@@ -641,12 +653,28 @@ class BlobWriter:
         try:
             if exc[0] is None:
                 self.flush()
+            else:
+                self._salvage()
         finally:
             self.close()
 
+    def _salvage(self) -> None:
+        """After a failure: index the packs that did reach the store, so their work is kept.
 
-def open_or_fail(store: Store, passphrase: str | None) -> Repository:
-    """Open a repository, with a clear error when there is none."""
-    if passphrase is None:
-        raise EngineError("a passphrase is needed to open the repository")
-    return Repository.open(store, passphrase)
+        The in-memory index already lists them; if their index file cannot be
+        written either, the next use reloads the index from the store (and
+        adopts them), so it never believes in blobs no index file lists.
+        """
+        with self._futures_lock:
+            futures, self._futures = self._futures, []
+        for f in futures:
+            with suppress(Exception):
+                f.result()
+        with self._lock:
+            pending, self._unsaved = self._unsaved, []
+        try:
+            if pending:
+                self.repo.write_index(pending)
+        except Exception:
+            self.repo.forget_index()
+            raise
