@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from vaultwatch import __version__
+from vaultwatch.cli.demo import demo
 from vaultwatch.cli.output import error
 from vaultwatch.cli.repo import repo_app
 from vaultwatch.errors import VaultwatchError
@@ -138,6 +139,7 @@ app.add_typer(repo_app, name="repo")
 add_lazy_typer("agent", "vaultwatch.cli.agent:agent_app")
 add_lazy_typer("server", "vaultwatch.cli.server:server_app")
 add_lazy_typer("admin", "vaultwatch.cli.admin:admin_app")
+app.command(name="demo")(demo)
 
 
 def _show_version(value: bool) -> None:
