@@ -112,7 +112,7 @@ def key_add_cmd(
             "--escrow-public-key adds an escrow slot and takes no new passphrase",
             param_hint="--new-passphrase-file",
         )
-    escrow = load_escrow_public_key(escrow_public_key) if escrow_public_key else None
+    escrow = load_escrow_public_key(escrow_public_key)
     with open_repository(opts) as repository:
         if escrow is not None:
             slot = repository.add_escrow(escrow)
@@ -120,10 +120,9 @@ def key_add_cmd(
             slot = repository.add_passphrase(
                 resolve_new_passphrase(new_passphrase_file), kdf_params(kdf_memory, kdf_time)
             )
-    if opts.json:
-        out.print_json(_slot_doc(slot, False))
-    else:
-        out.line(f"added {slot.kind} key slot {slot.slot_id[:8]}")
+    out.json_or_line(
+        opts.json, _slot_doc(slot, False), f"added {slot.kind} key slot {slot.slot_id[:8]}"
+    )
 
 
 @key_app.command("remove")
@@ -138,10 +137,11 @@ def key_remove_cmd(
     opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
     with open_repository(opts) as repository:
         slot = repository.remove_slot(slot_id)
-    if opts.json:
-        out.print_json({"removed": slot.slot_id, "kind": slot.kind})
-    else:
-        out.line(f"removed {slot.kind} key slot {slot.slot_id[:8]}")
+    out.json_or_line(
+        opts.json,
+        {"removed": slot.slot_id, "kind": slot.kind},
+        f"removed {slot.kind} key slot {slot.slot_id[:8]}",
+    )
 
 
 @key_app.command("passwd")
@@ -161,7 +161,8 @@ def key_passwd_cmd(
         slot = repository.change_passphrase(
             resolve_new_passphrase(new_passphrase_file), kdf_params(kdf_memory, kdf_time)
         )
-    if opts.json:
-        out.print_json({"removed": old, "added": slot.slot_id})
-    else:
-        out.line(f"passphrase changed: key slot {old[:8]} replaced by {slot.slot_id[:8]}")
+    out.json_or_line(
+        opts.json,
+        {"removed": old, "added": slot.slot_id},
+        f"passphrase changed: key slot {old[:8]} replaced by {slot.slot_id[:8]}",
+    )

@@ -106,6 +106,11 @@ class RepoSettings:
     quiet: bool = False
     no_lock: bool = False
 
+    @property
+    def summary(self) -> bool:
+        """Whether to print the summary for a person: neither --json nor --quiet."""
+        return not self.json and not self.quiet
+
 
 def settings(
     ctx: typer.Context,
@@ -143,8 +148,10 @@ def kdf_params(memory_mib: int | None, time_cost: int | None) -> keyslots.KdfPar
     )
 
 
-def load_escrow_public_key(path: Path) -> X25519PublicKey:
-    """The escrow public key in a PEM file, with a clear error for anything else."""
+def load_escrow_public_key(path: Path | None) -> X25519PublicKey | None:
+    """The escrow public key in a PEM file (None without one), with a clear error for anything else."""
+    if path is None:
+        return None
     try:
         pem = path.read_bytes()
     except OSError as exc:
@@ -275,3 +282,10 @@ def reading(repo: Repository, opts: RepoSettings, purpose: str) -> Iterator[None
     with shared_lock(repo, opts, purpose):
         repo.load_index()
         yield
+
+
+@contextmanager
+def open_for_reading(opts: RepoSettings, purpose: str) -> Iterator[Repository]:
+    """The repository opened, then :func:`reading` it: for the commands that read its data."""
+    with open_repository(opts) as repository, reading(repository, opts, purpose):
+        yield repository

@@ -17,7 +17,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn
@@ -117,6 +117,42 @@ def note(message: str) -> None:
     """Information for the person at the keyboard (stderr, so stdout stays data)."""
     sys.stderr.write(printable(message) + "\n")
     sys.stderr.flush()
+
+
+def json_or_line(as_json: bool, doc: Any, text: str) -> None:
+    """A command's one-line answer: ``doc`` as JSON with --json, else ``text``."""
+    if as_json:
+        print_json(doc)
+    else:
+        line(text)
+
+
+class PathProblem(Protocol):
+    """A path the engine could not handle, and why."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+def report_problems(errors: Iterable[PathProblem], warnings: Iterable[PathProblem] = ()) -> None:
+    """Each error, then each warning, as ``path: message`` on stderr."""
+    for problem in errors:
+        error(f"{problem.path}: {problem.message}")
+    for problem in warnings:
+        warn(f"{problem.path}: {problem.message}")
+
+
+def problem_docs(problems: Iterable[PathProblem]) -> list[dict[str, str]]:
+    """Problems for --json output."""
+    return [{"path": p.path, "message": p.message} for p in problems]
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 snapshot``, ``2 snapshots``."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def human_bytes(n: int | float) -> str:
@@ -239,6 +275,11 @@ def node_doc(path: bytes, node: Node) -> dict[str, Any]:
 def progress_wanted(quiet: bool) -> bool:
     """Draw progress only for a person: not with --quiet, not when stderr is a pipe or file."""
     return not quiet and err_console().is_terminal
+
+
+def show_progress(quiet: bool) -> ProgressDisplay:
+    """A display of new engine Progress (``.progress``), drawn when :func:`progress_wanted`."""
+    return ProgressDisplay(Progress(), enabled=progress_wanted(quiet))
 
 
 class ProgressDisplay:

@@ -30,9 +30,9 @@ from vaultwatch.cli.options import (
     RepoSettings,
     kdf_params,
     load_escrow_public_key,
+    open_for_reading,
     open_repository,
     open_store_for,
-    reading,
     resolve_passphrase,
     settings,
     shared_lock,
@@ -42,7 +42,6 @@ from vaultwatch.engine.backup import BackupOptions, backup
 from vaultwatch.engine.check import check
 from vaultwatch.engine.errors import CheckFailedError, RepositoryExistsError
 from vaultwatch.engine.lock import list_locks, remove_stale_locks
-from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.prune import PruneOptions, PruneResult, prune
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, dump, restore
@@ -95,7 +94,7 @@ def init_cmd(
 ) -> None:
     """Create a new repository."""
     opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, json=json_output)
-    escrow = load_escrow_public_key(escrow_public_key) if escrow_public_key else None
+    escrow = load_escrow_public_key(escrow_public_key)
     kdf = kdf_params(kdf_memory, kdf_time)
     with open_store_for(opts, create=True) as store:
         if store.exists("config"):  # before asking for a passphrase twice
@@ -210,16 +209,9 @@ def backup_cmd(
         parent=None if force else (parent or "auto"),
         one_file_system=one_file_system,
     )
-    progress = Progress()
-    with (
-        open_repository(opts) as repository,
-        out.ProgressDisplay(progress, enabled=out.progress_wanted(opts.quiet)),
-    ):
-        result = backup(repository, [str(p) for p in paths], options, progress)
-    for problem in result.errors:
-        out.error(f"{problem.path}: {problem.message}")
-    for problem in result.warnings:
-        out.warn(f"{problem.path}: {problem.message}")
+    with open_repository(opts) as repository, out.show_progress(opts.quiet) as shown:
+        result = backup(repository, [str(p) for p in paths], options, shown.progress)
+    out.report_problems(result.errors, result.warnings)
     snap = result.snapshot
     if opts.json:
         out.print_json(
@@ -239,8 +231,8 @@ def backup_cmd(
                 "bytes_stored": result.bytes_stored,
                 "total_bytes": result.total_bytes,
                 "duration": round(result.duration, 3),
-                "errors": [{"path": e.path, "message": e.message} for e in result.errors],
-                "warnings": [{"path": w.path, "message": w.message} for w in result.warnings],
+                "errors": out.problem_docs(result.errors),
+                "warnings": out.problem_docs(result.warnings),
             }
         )
     elif not opts.quiet:
@@ -330,7 +322,7 @@ def snapshots_cmd(
         return
     table = out.snapshot_table(snaps, size=True)
     out.print_table(table)
-    out.line(f"{len(snaps)} snapshot{'s' if len(snaps) != 1 else ''}")
+    out.line(out.plural(len(snaps), "snapshot"))
 
 
 # -- ls, find, diff, stats -----------------------------------------------------------------------
@@ -371,7 +363,7 @@ def ls_cmd(
         quiet=quiet,
         no_lock=no_lock,
     )
-    with open_repository(opts) as repository, reading(repository, opts, "ls"):
+    with open_for_reading(opts, "ls") as repository:
         snap = repository.find_snapshot(snapshot)
         # restic: without a path everything is listed; with one, its entries (all with -R).
         entries = browse.ls(repository, snap, path, recursive=recursive or path is None)
@@ -424,7 +416,7 @@ def find_cmd(
     opts = settings(
         ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, no_lock=no_lock
     )
-    with open_repository(opts) as repository, reading(repository, opts, "find"):
+    with open_for_reading(opts, "find") as repository:
         if snapshot:
             snaps = list({s.id: s for s in map(repository.find_snapshot, snapshot)}.values())
         else:
@@ -486,7 +478,7 @@ def diff_cmd(
     opts = settings(
         ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, no_lock=no_lock
     )
-    with open_repository(opts) as repository, reading(repository, opts, "diff"):
+    with open_for_reading(opts, "diff") as repository:
         snap_a = repository.find_snapshot(snapshot_a)
         snap_b = repository.find_snapshot(snapshot_b)
         changes = [c for c in browse.diff(repository, snap_a, snap_b) if metadata or c.code != "U"]
@@ -535,7 +527,7 @@ def stats_cmd(
     opts = settings(
         ctx, repo=repo, passphrase_file=passphrase_file, json=json_output, no_lock=no_lock
     )
-    with open_repository(opts) as repository, reading(repository, opts, "stats"):
+    with open_for_reading(opts, "stats") as repository:
         snaps = (
             [repository.find_snapshot(snapshot)]
             if snapshot
@@ -660,7 +652,7 @@ def forget_cmd(
         if snapshots:
             ids = forget_snapshots(repository, snapshots, dry_run)
             report = {"dry_run": dry_run, "remove": ids, "removed": [] if dry_run else ids}
-            if not opts.json and not opts.quiet:
+            if opts.summary:
                 for sid in ids:
                     out.line(f"{'would remove' if dry_run else 'removed'} snapshot {sid[:8]}")
         else:
@@ -684,7 +676,7 @@ def forget_cmd(
                 tags=tag or None,
             )
             report = result.to_dict()
-            if not opts.json and not opts.quiet:
+            if opts.summary:
                 _print_forget(result, policy)
         if prune:
             report["prune"] = _prune(repository, opts, dry_run=dry_run, max_unused=None)
@@ -705,18 +697,18 @@ def _print_forget(result: ForgetResult, policy: RetentionPolicy) -> None:
             parts.append(f"tags {','.join(key.tags) or '(none)'}")
         out.line()
         out.line(f"snapshots for {'; '.join(parts) or 'all'}:")
-        out.line(f"keep {len(group.keep)} snapshot{'s' if len(group.keep) != 1 else ''}:")
+        out.line(f"keep {out.plural(len(group.keep), 'snapshot')}:")
         keep = out.snapshot_table(group.keep[::-1], reasons=group.reasons)
         out.print_table(keep)
         if group.remove:
-            out.line(f"remove {len(group.remove)} snapshot{'s' if len(group.remove) != 1 else ''}:")
+            out.line(f"remove {out.plural(len(group.remove), 'snapshot')}:")
             out.print_table(out.snapshot_table(group.remove[::-1]))
     removed = len(result.removed)
     if result.dry_run:
         would = sum(len(g.remove) for g in result.groups)
-        out.line(f"would remove {would} snapshot{'s' if would != 1 else ''} (dry run)")
+        out.line(f"would remove {out.plural(would, 'snapshot')} (dry run)")
     else:
-        out.line(f"removed {removed} snapshot{'s' if removed != 1 else ''}")
+        out.line(f"removed {out.plural(removed, 'snapshot')}")
 
 
 # -- restore and dump ------------------------------------------------------------------------
@@ -756,17 +748,14 @@ def restore_cmd(
         quiet=quiet,
         no_lock=no_lock,
     )
-    progress = Progress()
-    with open_repository(opts) as repository, reading(repository, opts, "restore"):
+    with open_for_reading(opts, "restore") as repository:
         snap = repository.find_snapshot(snapshot)
-        if not opts.quiet and not opts.json:
+        if opts.summary:
             out.note(f"restoring snapshot {snap.short_id} of {', '.join(snap.paths)} to {target}")
-        with out.ProgressDisplay(progress, enabled=out.progress_wanted(opts.quiet)):
-            result = restore(
-                repository, snap, target, RestoreOptions(includes=list(include or [])), progress
-            )
-    for problem in result.errors:
-        out.error(f"{problem.path}: {problem.message}")
+        with out.show_progress(opts.quiet) as shown:
+            options = RestoreOptions(includes=list(include or []))
+            result = restore(repository, snap, target, options, shown.progress)
+    out.report_problems(result.errors)
     if opts.json:
         out.print_json(
             {
@@ -777,7 +766,7 @@ def restore_cmd(
                 "dirs": result.dirs,
                 "bytes_written": result.bytes_written,
                 "duration": round(result.duration, 3),
-                "errors": [{"path": e.path, "message": e.message} for e in result.errors],
+                "errors": out.problem_docs(result.errors),
             }
         )
     elif not opts.quiet:
@@ -806,7 +795,7 @@ def dump_cmd(
 ) -> None:
     """Write one file of a snapshot to stdout."""
     opts = settings(ctx, repo=repo, passphrase_file=passphrase_file, no_lock=no_lock)
-    with open_repository(opts) as repository, reading(repository, opts, "dump"):
+    with open_for_reading(opts, "dump") as repository:
         snap = repository.find_snapshot(snapshot)
         sys.stdout.flush()
         dump(repository, snap, path, sys.stdout.buffer)
@@ -835,10 +824,9 @@ def _prune(
 ) -> dict[str, Any]:
     """Run prune with a progress display, print its summary and return it for JSON."""
     options = PruneOptions(repack_threshold=max_unused / 100) if max_unused is not None else None
-    progress = Progress()
-    with out.ProgressDisplay(progress, enabled=out.progress_wanted(opts.quiet)):
-        result = prune(repository, dry_run=dry_run, options=options, progress=progress)
-    if not opts.json and not opts.quiet:
+    with out.show_progress(opts.quiet) as shown:
+        result = prune(repository, dry_run=dry_run, options=options, progress=shown.progress)
+    if opts.summary:
         _print_prune(result)
     return result.to_dict()
 
@@ -934,13 +922,12 @@ def check_cmd(
         quiet=quiet,
         no_lock=no_lock,
     )
-    progress = Progress()
     with (
         open_repository(opts) as repository,
         shared_lock(repository, opts, "check"),
-        out.ProgressDisplay(progress, enabled=out.progress_wanted(opts.quiet)),
+        out.show_progress(opts.quiet) as shown,
     ):
-        result = check(repository, read_data, read_data_subset, progress, lock=False)
+        result = check(repository, read_data, read_data_subset, shown.progress, lock=False)
     for problem in result.warnings:
         out.warn(problem.message)
     for problem in result.errors:
@@ -960,9 +947,8 @@ def check_cmd(
         if result.ok:
             out.line("no errors were found")
     if not result.ok:
-        count = len(result.errors)
         raise CheckFailedError(
-            f"the repository has {count} error{'s' if count != 1 else ''}: "
+            f"the repository has {out.plural(len(result.errors), 'error')}: "
             "some data cannot be restored"
         )
 
@@ -994,7 +980,4 @@ def unlock_cmd(
                     continue  # released meanwhile
         else:
             removed = remove_stale_locks(repository.store)
-    if opts.json:
-        out.print_json({"removed": removed})
-    else:
-        out.line(f"removed {removed} lock{'s' if removed != 1 else ''}")
+    out.json_or_line(opts.json, {"removed": removed}, f"removed {out.plural(removed, 'lock')}")
