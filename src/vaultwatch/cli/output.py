@@ -245,6 +245,11 @@ def node_line(path: bytes, node: Node) -> str:
     return line
 
 
+def node_entry(path: bytes, node: Node, *, long: bool) -> str:
+    """A listing line: :func:`node_line` with --long, else :func:`node_path`."""
+    return node_line(path, node) if long else node_path(path, node)
+
+
 def node_doc(path: bytes, node: Node) -> dict[str, Any]:
     """A tree entry for --json output (times in ISO 8601, UTC)."""
     doc: dict[str, Any] = {

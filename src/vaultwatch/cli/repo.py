@@ -378,7 +378,7 @@ def ls_cmd(
                 f"at {out.local_time(snap.time)}:"
             )
         for entry_path, node in entries:
-            out.line(out.node_line(entry_path, node) if long else out.node_path(entry_path, node))
+            out.line(out.node_entry(entry_path, node, long=long))
 
 
 @repo_app.command("find")
@@ -441,7 +441,7 @@ def find_cmd(
             f"Found matching entries in snapshot {snap.short_id} from {out.local_time(snap.time)}"
         )
         for m in matches:
-            out.line(out.node_line(m.path, m.node) if long else out.node_path(m.path, m.node))
+            out.line(out.node_entry(m.path, m.node, long=long))
         out.line()
     if not groups:
         out.note("no matches")
