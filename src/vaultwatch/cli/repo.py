@@ -282,6 +282,9 @@ TagFilter = Annotated[
         help="Only snapshots carrying all these tags (repeatable: any of the groups)",
     ),
 ]
+SnapshotPrefixArg = Annotated[
+    str, typer.Argument(metavar="SNAPSHOT", help="Snapshot id prefix or 'latest'")
+]
 LongOpt = Annotated[
     bool, typer.Option("--long", "-l", help="Long format: permissions, owner, size, time")
 ]
@@ -562,6 +565,9 @@ def stats_cmd(
 # -- forget --------------------------------------------------------------------------------------
 
 
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Only show what would be removed")]
+
+
 def _keep_opt(name: str, what: str) -> Any:
     return typer.Option(
         f"--keep-{name}",
@@ -621,9 +627,7 @@ def forget_cmd(
     prune: Annotated[
         bool, typer.Option("--prune", help="Run prune afterwards to free the space")
     ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Only show what would be removed")
-    ] = False,
+    dry_run: DryRunOpt = False,
     repo: RepoOpt = None,
     passphrase_file: PassphraseFileOpt = None,
     json_output: JsonOpt = False,
@@ -717,9 +721,7 @@ def _print_forget(result: ForgetResult, policy: RetentionPolicy) -> None:
 @repo_app.command("restore")
 def restore_cmd(
     ctx: typer.Context,
-    snapshot: Annotated[
-        str, typer.Argument(metavar="SNAPSHOT", help="Snapshot id prefix or 'latest'")
-    ],
+    snapshot: SnapshotPrefixArg,
     target: Annotated[
         Path,
         typer.Option("--target", "-t", metavar="DIR", help="Directory to restore into"),
@@ -783,9 +785,7 @@ def restore_cmd(
 @repo_app.command("dump")
 def dump_cmd(
     ctx: typer.Context,
-    snapshot: Annotated[
-        str, typer.Argument(metavar="SNAPSHOT", help="Snapshot id prefix or 'latest'")
-    ],
+    snapshot: SnapshotPrefixArg,
     path: Annotated[
         str, typer.Argument(metavar="PATH", help="Absolute path of a file in the snapshot")
     ],
@@ -863,9 +863,7 @@ def _print_prune(r: PruneResult) -> None:
 @repo_app.command("prune")
 def prune_cmd(
     ctx: typer.Context,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Only show what would be removed")
-    ] = False,
+    dry_run: DryRunOpt = False,
     max_unused: Annotated[
         str | None,
         typer.Option(
