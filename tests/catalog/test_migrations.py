@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from vaultwatch.catalog import (
     BackupMode,
@@ -103,6 +103,89 @@ def test_upgrade_twice_is_a_no_op_and_downgrade_empties(catalog_url: URL) -> Non
         engine.dispose()
     upgrade(catalog_url)
     assert _diffs(catalog_url) == []
+
+
+def _job_states(catalog: Catalog) -> dict[uuid.UUID, str]:
+    with catalog.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, state FROM jobs")).all()
+    return {uuid.UUID(str(job_id)): state for job_id, state in rows}
+
+
+def _state_column_and_check(catalog: Catalog) -> tuple[int | None, str]:
+    inspector = inspect(catalog.engine)
+    (column,) = [c for c in inspector.get_columns("jobs") if c["name"] == "state"]
+    checks = [c for c in inspector.get_check_constraints("jobs") if c["name"] == "ck_jobs_state"]
+    assert len(checks) == 1, checks
+    return getattr(column["type"], "length", None), str(checks[0]["sqltext"])
+
+
+def _refused(catalog: Catalog, state: str) -> bool:
+    try:
+        with catalog.engine.begin() as connection:
+            connection.execute(text("UPDATE jobs SET state = :state"), {"state": state})
+    except (IntegrityError, DataError):  # the CHECK constraint, or (PostgreSQL) the length
+        return True
+    return False
+
+
+def test_new_job_states_survive_a_downgrade_and_upgrade_round_trip(
+    catalog_url: URL, key: bytes
+) -> None:
+    catalog = Catalog(catalog_url)
+    try:
+        catalog.upgrade()
+        tenant = add_tenant(catalog, "Acme")
+        agent = enroll(catalog, tenant, key).agent
+        with catalog.session() as session:
+            jobs = {
+                state: Job(tenant_id=tenant.id, agent_id=agent.id, kind=JobKind.BACKUP, state=state)
+                for state in JobState
+            }
+            session.add_all(jobs.values())
+        ids = {state: job.id for state, job in jobs.items()}
+        assert _job_states(catalog) == {ids[state]: state.value for state in JobState}
+        assert _state_column_and_check(catalog)[0] == len("waiting_for_network")
+
+        downgrade(catalog.engine, "0001")
+        assert current_revision(catalog.engine) == "0001"
+        folded = {
+            JobState.WAITING_FOR_NETWORK: "interrupted",
+            JobState.PARTIAL: "succeeded",
+        }
+        assert _job_states(catalog) == {
+            ids[state]: folded.get(state, state.value) for state in JobState
+        }
+        length, check = _state_column_and_check(catalog)
+        assert length == 11
+        assert "'interrupted'" in check and "partial" not in check and "waiting" not in check
+        assert _refused(catalog, "partial") and _refused(catalog, "waiting_for_network")
+
+        catalog.upgrade()
+        assert current_revision(catalog.engine) == head_revision()
+        assert _diffs(catalog_url) == []
+        length, check = _state_column_and_check(catalog)
+        assert length == len("waiting_for_network")
+        assert "'waiting_for_network'" in check and "'partial'" in check
+        assert _refused(catalog, "exploded")
+        # The downgrade's folding stays; the new states are accepted again.
+        assert _job_states(catalog)[ids[JobState.PARTIAL]] == "succeeded"
+        with catalog.session() as session:
+            again = Job(
+                tenant_id=tenant.id,
+                agent_id=agent.id,
+                kind=JobKind.BACKUP,
+                state=JobState.WAITING_FOR_NETWORK,
+            )
+            session.add(again)
+            session.flush()
+            session.get_one(Job, ids[JobState.PARTIAL]).state = JobState.PARTIAL
+        with catalog.session() as session:
+            stored = session.get_one(Job, again.id)
+            assert stored.state is JobState.WAITING_FOR_NETWORK and not stored.state.is_final
+            finished = session.get_one(Job, ids[JobState.PARTIAL])
+            assert finished.state is JobState.PARTIAL and finished.state.is_final
+    finally:
+        catalog.dispose()
 
 
 def test_check_schema_refuses_an_unmigrated_database(catalog_url: URL) -> None:

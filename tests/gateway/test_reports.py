@@ -154,7 +154,7 @@ def test_job_lifecycle(gateway: GatewayServer) -> None:
     r = _put_job(client, uid, state="waiting_for_network")
     assert r.status_code == 200
     assert r.json()["state"] == "waiting_for_network"
-    assert r.json()["catalog_state"] == "interrupted"
+    assert r.json()["catalog_state"] == "waiting_for_network"
     assert _put_job(client, uid, state="running", bytes_done=600).status_code == 200
 
     # The snapshot must be in the vault before the catalog records it.
@@ -190,12 +190,12 @@ def test_job_lifecycle(gateway: GatewayServer) -> None:
     )
     assert done.status_code == 200, done.text
     assert done.json()["snapshot_recorded"] is True
-    assert done.json()["catalog_state"] == "succeeded"
+    assert done.json()["catalog_state"] == "partial"
     with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
         job = session.get(Job, uid)
         assert job is not None
         assert job.agent_id == agent.agent_id
-        assert job.state == JobState.SUCCEEDED
+        assert job.state == JobState.PARTIAL and job.state.is_final
         assert job.bytes_done == 1000 and job.files_total == 10
         assert job.error_count == 2
         assert job.errors == ["/etc/shadow: permission denied", "/etc/x: vanished"]
@@ -205,11 +205,49 @@ def test_job_lifecycle(gateway: GatewayServer) -> None:
         assert snap is not None
         assert snap.vault_snapshot_id == snap_id
         assert snap.bytes_added == 400 and snap.tags == ["continuous"]
-    # A late duplicate of the final report is fine; reopening the job is not.
+    # A late duplicate of the final report is fine; reopening or changing the outcome is not.
     assert _put_job(client, uid, state="partial", snapshot=snapshot).status_code == 200
-    reopened = _put_job(client, uid, state="running")
-    assert reopened.status_code == 409
-    assert reopened.headers["content-type"] == PROBLEM
+    for later in ("running", "waiting_for_network", "succeeded"):
+        reopened = _put_job(client, uid, state=later)
+        assert reopened.status_code == 409, later
+        assert reopened.headers["content-type"] == PROBLEM
+
+
+def _stored_job(gateway: GatewayServer, agent: EnrolledAgent, uid: uuid.UUID) -> Job:
+    with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
+        job = session.get(Job, uid)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def test_waiting_for_network_then_succeeded_are_stored_as_such(gateway: GatewayServer) -> None:
+    agent = gateway.enroll()
+    client = gateway.client(agent.credential)
+    assert client.post("/api/v1/heartbeat", json=_beat()).status_code == 200
+    uid = uuid.uuid4()
+    assert _put_job(client, uid, state="running", bytes_done=100).status_code == 201
+
+    waiting = _put_job(client, uid, state="waiting_for_network", bytes_done=400)
+    assert waiting.status_code == 200, waiting.text
+    assert waiting.json()["state"] == waiting.json()["catalog_state"] == "waiting_for_network"
+    job = _stored_job(gateway, agent, uid)
+    assert job.state is JobState.WAITING_FOR_NETWORK and not job.state.is_final
+    assert job.bytes_done == 400 and job.finished_at is None
+    with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
+        waiting_jobs = session.execute(
+            select(Job.id).where(Job.state == JobState.WAITING_FOR_NETWORK)
+        ).scalars()
+        assert uid in set(waiting_jobs)  # the SOC can find jobs waiting for the network
+
+    # Still retrying (the same report again), then the network is back and the job finishes.
+    assert _put_job(client, uid, state="waiting_for_network", bytes_done=400).status_code == 200
+    done = _put_job(client, uid, state="succeeded", bytes_done=1000, files_done=10)
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == done.json()["catalog_state"] == "succeeded"
+    job = _stored_job(gateway, agent, uid)
+    assert job.state is JobState.SUCCEEDED and job.finished_at is not None
+    assert job.error_count == 0 and job.bytes_done == 1000
 
 
 def test_job_of_another_agent_or_tenant(gateway: GatewayServer) -> None:

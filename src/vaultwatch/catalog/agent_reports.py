@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from vaultwatch.catalog.db import database_now
 from vaultwatch.catalog.errors import CatalogError, ValidationError
 from vaultwatch.catalog.models import (
+    SNAPSHOT_JOB_STATES,
     Agent,
     BackupMode,
     BackupSet,
@@ -252,7 +253,7 @@ def report_job(
     job.eta_seconds = report.eta_seconds
     job.errors = _clean_errors(report.errors)
     job.error_count = max(report.error_count or 0, len(report.errors))
-    if report.snapshot is not None and report.state == JobState.SUCCEEDED:
+    if report.snapshot is not None and report.state in SNAPSHOT_JOB_STATES:
         job.snapshot_id = _record_snapshot(session, agent, job, repository_id, report.snapshot).id
     session.flush()
     return job, created

@@ -101,14 +101,18 @@ class JobKind(enum.StrEnum):
 class JobState(enum.StrEnum):
     """A job's life: queued -> running -> one of the final states.
 
-    `interrupted` means the agent lost its connection or restarted; the job
-    resumes from its journal, so it is not a failure yet.
+    `interrupted` means the agent restarted; `waiting_for_network` means it
+    lost its gateways and is retrying. Either way the job resumes from its
+    journal, so it is not a failure yet. `partial` is final: the snapshot was
+    written but some files could not be read (`error_count` says how many).
     """
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING_FOR_NETWORK = "waiting_for_network"
     INTERRUPTED = "interrupted"
     SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -118,7 +122,12 @@ class JobState(enum.StrEnum):
         return self in FINAL_JOB_STATES
 
 
-FINAL_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+FINAL_JOB_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED}
+)
+
+#: Final states whose backup wrote a snapshot the catalog records.
+SNAPSHOT_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.PARTIAL})
 
 
 def _customer_roles_sql() -> str:

@@ -340,7 +340,7 @@ def put_job(
     agent: Agent,
     service: Service,
 ) -> JSONResponse:
-    """The job's state and progress; a succeeded backup's snapshot summary is recorded too."""
+    """The job's state and progress; a succeeded or partial backup's snapshot is recorded too."""
     ack = service.report_job(agent, job_uid, body.to_domain())
     out = schemas.JobResponse(
         job_uid=ack.job_uid,

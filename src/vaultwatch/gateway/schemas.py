@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -51,18 +51,8 @@ AgentJobState = Literal[
     "interrupted", "cancelled",
 ]  # fmt: skip
 
-AGENT_STATES: dict[str, JobState] = {
-    "queued": JobState.QUEUED,
-    "running": JobState.RUNNING,
-    # The catalog's "interrupted" is exactly this: lost the network, resumes from its journal.
-    "waiting_for_network": JobState.INTERRUPTED,
-    "interrupted": JobState.INTERRUPTED,
-    "succeeded": JobState.SUCCEEDED,
-    # Finished with unreadable files: a snapshot exists, and error_count > 0 says so.
-    "partial": JobState.SUCCEEDED,
-    "failed": JobState.FAILED,
-    "cancelled": JobState.CANCELLED,
-}
+#: The agent's states as the catalog stores them: one for one.
+AGENT_STATES: dict[str, JobState] = {state: JobState(state) for state in get_args(AgentJobState)}
 
 
 class Strict(BaseModel):
@@ -238,7 +228,7 @@ class JobReportIn(Strict):
 
 
 class JobResponse(BaseModel):
-    """The job as recorded."""
+    """The job as recorded; ``catalog_state`` equals ``state`` (kept for older agents)."""
 
     job_uid: uuid.UUID
     state: str

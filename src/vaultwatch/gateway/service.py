@@ -158,7 +158,7 @@ class GatewayService:
             return HeartbeatAck(server_time=beat.received_at, backup_sets=len(sets))
 
     def report_job(self, identity: AgentIdentity, job_uid: uuid.UUID, report: JobReport) -> JobAck:
-        """Create or update one of the agent's jobs (and its snapshot summary when it succeeded).
+        """Create or update one of the agent's jobs (and the snapshot summary a backup wrote).
 
         A reported snapshot must exist in the tenant's vault: the catalog
         never claims a backup the vault does not hold.
