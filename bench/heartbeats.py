@@ -84,6 +84,7 @@ class Settings:
     baseline: bool = True
     uploads: int = 10
     upload_size: int = 8 * MIB
+    upload_rate: float | None = None  # bytes/s per upload (an agent's uplink); None: unthrottled
     engines: list[str] = field(default_factory=lambda: list(ENGINES))
     connections: int = 64
     enroll_concurrency: int = 8
@@ -138,6 +139,17 @@ def heartbeat_body(index: int, url: str) -> bytes:
 # -- uploads (their own process) -----------------------------------------------------------------
 
 
+def _paced(data: bytes, rate: float, piece: int = 256 * 1024) -> Iterator[bytes]:
+    """The body sent no faster than ``rate`` bytes/s, as over an agent's own uplink."""
+    start = time.monotonic()
+    for offset in range(0, len(data), piece):
+        due = start + offset / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield data[offset : offset + piece]
+
+
 def upload_worker(
     url: str,
     ca_cert: str,
@@ -147,6 +159,7 @@ def upload_worker(
     ready: Any,
     out: Any,
     timeout: float,
+    rate: float | None = None,
 ) -> None:
     """One thread per credential, each uploading new pack-sized objects back to back.
 
@@ -170,7 +183,7 @@ def upload_worker(
                 try:
                     r = client.put(
                         f"/api/v1/vault/objects/data/{digest[:2]}/{digest}",
-                        content=data,
+                        content=data if rate is None else _paced(data, rate),
                         headers={
                             "X-Content-Blake3": digest,
                             "Content-Type": "application/octet-stream",
@@ -214,6 +227,7 @@ class Uploads:
                 self.ready,
                 self.out,
                 settings.timeout,
+                settings.upload_rate,
             ),
             name="uploads",
             daemon=True,
@@ -672,6 +686,7 @@ def run_heartbeats(
             "stress_factor": settings.stress,
             "concurrent_uploads": settings.uploads,
             "upload_bytes": settings.upload_size,
+            "upload_rate_bytes_per_second": settings.upload_rate,
             "keepalive_connections": settings.connections,
             "server_log_level": "warning",
         },
@@ -742,7 +757,12 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"each heartbeating once per {p['interval_seconds']:g} s spread evenly, first without "
         f"uploads (baseline), then while {p['concurrent_uploads']} uploads of "
         f"{format_size(p['upload_bytes'])} pack objects ran back to back through the vault API "
-        f"from another process (steady), then {p['stress_factor']:g}x faster with the uploads "
+        + (
+            f"(each paced at {format_size(p['upload_rate_bytes_per_second'])}/s, an agent's uplink) "
+            if p.get("upload_rate_bytes_per_second")
+            else "(unthrottled: as fast as loopback allows) "
+        )
+        + f"from another process (steady), then {p['stress_factor']:g}x faster with the uploads "
         f"still running (stress); {p['phase_seconds']:g} s each. The server is `vaultwatch server "
         f"run` in its own process (TLS on loopback, log level {p['server_log_level']}); the "
         "generator is one asyncio loop with an httpx keep-alive pool of "
@@ -850,6 +870,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--uploads", type=int, default=10, help="concurrent uploads (default 10)")
     parser.add_argument(
+        "--upload-rate",
+        type=parse_size,
+        default=None,
+        help="cap each upload at this many bytes/s, e.g. 12M for a 100 Mbit/s uplink "
+        "(default: as fast as loopback allows)",
+    )
+    parser.add_argument(
         "--upload-size", type=parse_size, default=8 * MIB, help="object size (default 8M)"
     )
     parser.add_argument(
@@ -887,6 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline=args.baseline,
         uploads=args.uploads,
         upload_size=args.upload_size,
+        upload_rate=args.upload_rate,
         engines=args.engines,
         connections=args.connections,
         postgres_url=args.postgres_url,

@@ -76,6 +76,15 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process (the server's workers)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
 def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
     """count, mean, min, p50, p95, p99 and max (linear interpolation, as numpy's default)."""
     data = sorted(values)
@@ -238,7 +247,12 @@ class ServerProcess:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
 
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.pid) if self.proc is not None else 0.0
+        """The server's CPU so far, its worker processes included."""
+        if self.proc is None:
+            return 0.0
+        return process_cpu_seconds(self.pid) + sum(
+            process_cpu_seconds(child) for child in child_pids(self.pid)
+        )
 
     # -- what an operator and an installer do -------------------------------------------------
 

@@ -321,6 +321,18 @@ def log_config(level: str = "info") -> dict[str, Any]:
     }
 
 
+_DATA_DIR_ENV = "VAULTWATCH_SERVER_DATA_DIR"
+_ROLES_ENV = "VAULTWATCH_SERVER_ROLES"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process when ``run_server`` starts several (uvicorn imports this)."""
+    from vaultwatch.server_config import load_settings
+
+    settings = load_settings(os.environ[_DATA_DIR_ENV])
+    return build_app(settings, os.environ.get(_ROLES_ENV) or None)
+
+
 def run_server(
     settings: ServerSettings,
     *,
@@ -328,8 +340,15 @@ def run_server(
     port: int | None = None,
     roles: tuple[str, ...] | None = None,
     log_level: str = "info",
+    workers: int = 1,
 ) -> None:
-    """Serve over TLS until interrupted."""
+    """Serve over TLS until interrupted, in ``workers`` processes sharing the port.
+
+    One process runs one event loop: streaming pack uploads through it keeps
+    a core busy, and heartbeats would queue behind them. Several workers put
+    every core to work; they share the catalog and the vaults, which are
+    safe for concurrent writers (SQLite in WAL mode, atomic object writes).
+    """
     import uvicorn
 
     chosen = roles or settings.roles
@@ -337,20 +356,34 @@ def run_server(
     for path in (settings.tls_cert, settings.tls_key):
         if not path.is_file():
             raise ServerConfigError(f"TLS file {path} is missing")
-    app = build_app(settings, chosen)
-    uvicorn.run(
-        app,
-        host=host or settings.host,
-        port=port or settings.port,
-        ssl_certfile=str(settings.tls_cert),
-        ssl_keyfile=str(settings.tls_key),
-        log_config=log_config(log_level),
-        log_level=log_level,
-        server_header=False,
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=30,  # a stalled upload must not hold a restart forever
-        proxy_headers=False,
-    )
+    if workers < 1:
+        raise ServerConfigError("--workers must be at least 1")
+    common: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "ssl_certfile": str(settings.tls_cert),
+        "ssl_keyfile": str(settings.tls_key),
+        "log_config": log_config(log_level),
+        "log_level": log_level,
+        "server_header": False,
+        "timeout_keep_alive": 30,
+        "timeout_graceful_shutdown": 30,  # a stalled upload must not hold a restart forever
+        "proxy_headers": False,
+    }
+    if workers == 1:
+        uvicorn.run(build_app(settings, chosen), **common)
+        return
+    os.environ[_DATA_DIR_ENV] = str(settings.data_dir)
+    os.environ[_ROLES_ENV] = ",".join(chosen)
+    uvicorn.run("vaultwatch.server:app_from_environment", factory=True, workers=workers, **common)
 
 
-__all__ = ["ROLES", "BodyLimitMiddleware", "InitResult", "build_app", "init_server", "run_server"]
+__all__ = [
+    "ROLES",
+    "BodyLimitMiddleware",
+    "InitResult",
+    "app_from_environment",
+    "build_app",
+    "init_server",
+    "run_server",
+]

@@ -131,6 +131,15 @@ def run(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error")
     ] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            max=64,
+            help="Server processes sharing the port (0: one per CPU core)",
+        ),
+    ] = 0,
 ) -> None:
     """Serve the chosen roles over TLS until interrupted."""
     from vaultwatch.server import run_server
@@ -141,4 +150,11 @@ def run(
         f"serving {','.join(chosen)} on https://{host or settings.host}:{port or settings.port} "
         f"(pid {os.getpid()})"
     )
-    run_server(settings, host=host, port=port, roles=chosen, log_level=log_level.lower())
+    run_server(
+        settings,
+        host=host,
+        port=port,
+        roles=chosen,
+        log_level=log_level.lower(),
+        workers=workers or os.cpu_count() or 1,
+    )
