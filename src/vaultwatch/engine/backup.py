@@ -38,7 +38,7 @@ from vaultwatch.engine.repository import BlobWriter, Repository
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import DIR, FILE, Node, Tree
 
-BATCH_BYTES = 4 * 1024 * 1024
+BATCH_BYTES = 2 * 1024 * 1024
 SMALL_FILE = 1024 * 1024
 SMALL_BATCH_FILES = 256
 MAX_PENDING_FILES = 4096

@@ -534,7 +534,7 @@ class BlobWriter:
         *,
         upload_workers: int = 2,
         index_every: int = 32,
-        max_inflight: int = 3,
+        max_inflight: int = 2,
     ) -> None:
         self.repo = repo
         self.pack_size = repo.config.pack_size

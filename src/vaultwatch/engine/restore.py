@@ -230,6 +230,10 @@ class _Restore:
             else:
                 self.others.append((path, node))
 
+    def release_plan_inputs(self) -> None:
+        """Drop what only planning needed, so writing runs with less memory."""
+        self._wanted_files = []
+
     def resolve_files(self) -> None:
         """Find every file's chunks (one vectorised index search) and what existing files lack."""
         self.locations = self.repo.lookup_many(
@@ -446,6 +450,8 @@ def restore(
     run.prefetch_trees(snapshot.tree)
     run.plan(snapshot.tree, [], includes)
     run.resolve_files()
+    run.trees.clear()  # planned: the trees are no longer needed, free them before writing
+    run.release_plan_inputs()
     if includes and not (run.files or run.dir_nodes or run.others or run.links):
         raise EngineError(
             "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
