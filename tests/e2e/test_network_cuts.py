@@ -263,7 +263,10 @@ def test_agent_stopped_mid_job(
         stop_seconds = time.monotonic() - started
         print(f"stopped mid-job in {stop_seconds:.1f}s")
         assert stop_seconds < STOP_GRACE + 3, agent.tail()
-        assert "stopping mid-job" in agent.tail()
+        # Either the backup stopped at the cancel (the engine drops queued reads) and the agent
+        # exited by itself, or the grace period ran out first: the job stays open either way.
+        tail = agent.tail()
+        assert "stopping mid-job" in tail or "agent stopped" in tail, tail
         assert agent.status_cli()["state"] == "stopped"
         proxy.bucket.rate = UPLINK
         agent.start()
