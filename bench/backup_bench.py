@@ -11,7 +11,6 @@ and Markdown, with every goal from the benchmark issue judged against restic.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -45,6 +44,7 @@ from bench.tools import (
     Runner,
     StepResult,
     drop_page_cache,
+    write_results,
 )
 from bench.treecmp import compare_trees
 
@@ -621,19 +621,6 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """backup-<date>.json and .md, plus latest.md."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y-%m-%d-%H%M%S")
-    json_path = out_dir / f"backup-{stamp}.json"
-    md_path = out_dir / f"backup-{stamp}.md"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    markdown = render_markdown(results)
-    md_path.write_text(markdown)
-    (out_dir / "latest.md").write_text(markdown)
-    return json_path, md_path
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -696,7 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(soft_wrap=True)
     results = Bench(args, console).run()
-    json_path, md_path = write_results(results, args.results)
+    json_path, md_path = write_results(
+        "backup", results, render_markdown(results), args.results, latest="latest.md"
+    )
     markdown = render_markdown(results)
     console.print()
     print(markdown, flush=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.datagen import DATA_DIR, GIB, KIB, MIB, format_size, generate, mutate, parse_size
-from bench.tools import PASSPHRASE, REPO_ROOT, Runner, StepResult
+from bench.tools import PASSPHRASE, REPO_ROOT, Runner, StepResult, write_results
 from vaultwatch.engine.backup import BackupOptions, backup
 from vaultwatch.engine.chunker import Chunker
 from vaultwatch.engine.index import ENTRY_DTYPE
@@ -606,19 +606,6 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """chunk-sizes-<date>.json and .md, plus chunk-sizes-latest.md."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y-%m-%d-%H%M%S")
-    json_path = out_dir / f"chunk-sizes-{stamp}.json"
-    md_path = out_dir / f"chunk-sizes-{stamp}.md"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    markdown = render_markdown(results)
-    md_path.write_text(markdown)
-    (out_dir / "chunk-sizes-latest.md").write_text(markdown)
-    return json_path, md_path
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -706,7 +693,9 @@ def main(argv: list[str] | None = None) -> int:
             note=console.print,
         )
         progress.advance(task)
-    json_path, md_path = write_results(results, args.results)
+    json_path, md_path = write_results(
+        "chunk-sizes", results, render_markdown(results), args.results
+    )
     console.print()
     console.print(rich_table(results))
     for line in recommendation_text(results):

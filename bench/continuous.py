@@ -46,8 +46,8 @@ from bench.service import (
     percentiles,
     running_server,
     vaultwatch_binary,
-    write_results,
 )
+from bench.tools import write_results
 from vaultwatch.agent.config import load_config
 from vaultwatch.engine.browse import resolve, walk
 from vaultwatch.engine.errors import PathNotFoundError

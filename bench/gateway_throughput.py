@@ -36,9 +36,8 @@ from bench.service import (
     load_average,
     now_iso,
     running_server,
-    write_results,
 )
-from bench.tools import DiskUsage, StepResult, Vaultwatch, disk_usage
+from bench.tools import DiskUsage, StepResult, Vaultwatch, disk_usage, write_results
 from vaultwatch.store.http import CA_CERT_ENV, CREDENTIAL_ENV, SCHEME
 
 GOAL_RATIO = 0.80

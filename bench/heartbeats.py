@@ -63,9 +63,8 @@ from bench.service import (
     postgres_server_url,
     process_cpu_seconds,
     running_server,
-    write_results,
 )
-from bench.tools import busy_cpu_seconds
+from bench.tools import busy_cpu_seconds, write_results
 
 GOAL_P99_SECONDS = 0.100
 ENGINES = ("sqlite", "postgresql")

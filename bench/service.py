@@ -9,7 +9,6 @@ listens on and talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -102,18 +101,6 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
         mean=sum(data) / len(data), min=data[0], p50=q(0.50), p95=q(0.95), p99=q(0.99), max=data[-1]
     )
     return out
-
-
-def write_results(name: str, results: dict[str, Any], markdown: str, out_dir: Path) -> list[Path]:
-    """``<name>-<date>.json`` and ``.md``, and ``<name>-latest.md``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y-%m-%d-%H%M%S")
-    json_path = out_dir / f"{name}-{stamp}.json"
-    md_path = out_dir / f"{name}-{stamp}.md"
-    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    md_path.write_text(markdown)
-    (out_dir / f"{name}-latest.md").write_text(markdown)
-    return [json_path, md_path]
 
 
 def now_iso() -> str:

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 PASSPHRASE = "correct horse battery staple bench"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -464,3 +466,17 @@ class Vaultwatch(Runner):
 
 
 RUNNERS: dict[str, type[Runner]] = {"vaultwatch": Vaultwatch, "restic": Restic, "borg": Borg}
+
+
+def write_results(
+    name: str, results: dict[str, Any], markdown: str, out_dir: Path, *, latest: str | None = None
+) -> list[Path]:
+    """``<name>-<date>.json`` and ``.md``, and the newest report again as ``<name>-latest.md``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y-%m-%d-%H%M%S")
+    json_path = out_dir / f"{name}-{stamp}.json"
+    md_path = out_dir / f"{name}-{stamp}.md"
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md_path.write_text(markdown)
+    (out_dir / (latest or f"{name}-latest.md")).write_text(markdown)
+    return [json_path, md_path]

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from bench.datagen import MIB
-from bench.service import percentiles, write_results
+from bench.service import percentiles
+from bench.tools import write_results
 from rich.console import Console
 from sqlalchemy.engine import URL
 
