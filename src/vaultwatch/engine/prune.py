@@ -130,7 +130,7 @@ class IndexTable:
 
     Python objects per blob would cost ~200 bytes each; this costs 49. A pack
     listed by two index files (the old one and the complete one an interrupted
-    prune wrote) is the same bytes, so its rows appear once, not as duplicates.
+    prune wrote) has its rows once: BlobIndex takes a pack's listing only once.
     """
 
     table: np.ndarray
@@ -157,13 +157,6 @@ class IndexTable:
             )
         table = table[:n]
         table = table[np.lexsort((table["offset"], table["pack"]))]
-        if len(table) > 1:
-            same = (table["pack"][1:] == table["pack"][:-1]) & (
-                table["offset"][1:] == table["offset"][:-1]
-            )
-            keep = np.ones(len(table), dtype=bool)
-            keep[1:] = ~same
-            table = table[keep]
         bounds = np.searchsorted(table["pack"], np.arange(len(pack_ids) + 1))
         return cls(table, pack_ids, pack_salts, bounds)
 
