@@ -201,14 +201,24 @@ class Runner:
 
     # -- shared ------------------------------------------------------------------------
 
+    def probe_argv(self) -> list[str]:
+        """A command that must succeed for the tool to be measured."""
+        return self.version_argv()
+
+    def probe_label(self) -> str:
+        """How failure messages name what was probed."""
+        return self.name
+
+    def missing_message(self) -> str:
+        return f"{self.name} is not installed"
+
     def unavailable(self) -> str | None:
         """Why this tool cannot be benchmarked, or None when it can."""
-        exe = self.executable()
-        if exe is None:
-            return f"{self.name} is not installed"
+        if self.executable() is None:
+            return self.missing_message()
         try:
             proc = subprocess.run(
-                self.version_argv(),
+                self.probe_argv(),
                 env=self.env(),
                 capture_output=True,
                 text=True,
@@ -219,7 +229,8 @@ class Runner:
             return f"{self.name} does not run: {exc}"
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
-            return f"{self.name} does not run: {lines[-1] if lines else f'exit {proc.returncode}'}"
+            last = lines[-1] if lines else f"exit {proc.returncode}"
+            return f"{self.probe_label()} does not run: {last}"
         return None
 
     def version(self) -> str:
@@ -413,24 +424,14 @@ class Vaultwatch(Runner):
     def version_argv(self) -> list[str]:
         return [self.binary, "--version"]
 
-    def unavailable(self) -> str | None:
-        if self.executable() is None:
-            return f"{self.binary} does not exist yet"
-        try:
-            proc = subprocess.run(
-                [self.binary, "repo", "--help"],
-                env=self.env(),
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"vaultwatch does not run: {exc}"
-        if proc.returncode != 0:
-            lines = (proc.stderr or proc.stdout).strip().splitlines()
-            return f"`vaultwatch repo` does not run: {lines[-1] if lines else proc.returncode}"
-        return None
+    def probe_argv(self) -> list[str]:
+        return [self.binary, "repo", "--help"]
+
+    def probe_label(self) -> str:
+        return "`vaultwatch repo`"
+
+    def missing_message(self) -> str:
+        return f"{self.binary} does not exist yet"
 
     def version(self) -> str:
         """CLI version plus the commit measured, since the package version rarely moves."""
