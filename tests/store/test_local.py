@@ -134,6 +134,51 @@ def test_put_is_durable(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> N
     assert synced == [f"{root}/data/ab"]
 
 
+def test_put_file_links_a_finished_file_into_place(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same file system: the spooled file becomes the object (no second write), fsynced first."""
+    source = tmp_path / "spooled"
+    source.write_bytes(b"pack bytes")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    store.put_file("data/cd/cd01", source)
+    stored = store.root / "data/cd/cd01"
+    assert stored.read_bytes() == b"pack bytes"
+    assert os.stat(stored).st_ino == os.stat(source).st_ino  # linked, not copied
+    assert stat.S_IMODE(os.stat(stored).st_mode) == 0o600
+    assert synced[synced.index(str(source)) + 1 :] == [f"{store.root}/data/cd"]
+    source.unlink()  # the caller removes its spool file; the object stays
+    assert store.get("data/cd/cd01") == b"pack bytes"
+
+
+def test_put_file_never_replaces(store: LocalStore, tmp_path: Path) -> None:
+    store.put("data/cd/cd02", b"first")
+    source = tmp_path / "spooled"
+    source.write_bytes(b"second")
+    with pytest.raises(ObjectExistsError, match="cd02"):
+        store.put_file("data/cd/cd02", source)
+    assert store.get("data/cd/cd02") == b"first"
+
+
+def test_put_file_across_file_systems_copies(tmpfs: Path, tmp_path: Path) -> None:
+    """A spool on another file system (EXDEV) still lands, as an ordinary put."""
+    store = LocalStore(tmpfs / "repo")
+    store.create_if_missing()
+    source = tmp_path / "spooled"
+    source.write_bytes(b"elsewhere")
+    store.put_file("data/ef/ef01", source)
+    assert store.get("data/ef/ef01") == b"elsewhere"
+    assert source.read_bytes() == b"elsewhere"
+    assert not leftovers(tmpfs)
+
+
 def test_no_space_left(tmpfs: Path) -> None:
     store = LocalStore(tmpfs / "repo")
     store.create_if_missing()

@@ -23,9 +23,7 @@ from vaultwatch.catalog.agents import record_heartbeat
 from vaultwatch.catalog.db import database_now
 from vaultwatch.catalog.enrollment import authenticate_agent, redeem_enrollment_token
 from vaultwatch.catalog.errors import InvalidCredentialError, ValidationError
-from vaultwatch.catalog.vaults import get_tenant_vault
 from vaultwatch.gateway.vault import AgentIdentity, VaultAccess
-from vaultwatch.store.errors import RepositoryNotFoundError
 
 MAX_PLATFORM_LENGTH = 200
 
@@ -122,21 +120,13 @@ class GatewayService:
                 hostname=agent.hostname,
             )
 
-    def _repository_id(self, identity: AgentIdentity) -> uuid.UUID:
-        self.vaults.store_for(identity)  # provisions the vault row when missing
-        with self.catalog.session(tenant_id=identity.tenant_id) as session:
-            vault = get_tenant_vault(session, identity.tenant_id)
-            if vault is None:
-                raise RepositoryNotFoundError("the tenant has no vault")
-            return vault.id
-
     def heartbeat(self, identity: AgentIdentity, report: HeartbeatReport) -> HeartbeatAck:
         """Record last_seen and facts, and bring the agent's backup sets up to date."""
         hostname = _check_text(report.hostname, "hostname", 255)
         platform = _check_text(report.platform, "platform", MAX_PLATFORM_LENGTH)
         if len(report.gateways) > 32:
             raise ValidationError("at most 32 gateways may be reported")
-        repository_id = self._repository_id(identity)
+        repository_id = self.vaults.repository_id(identity)
         facts: dict[str, Any] = {
             "hostname": hostname,
             "platform": platform,
@@ -144,16 +134,17 @@ class GatewayService:
         }
         reachable = any(report.gateways.values()) if report.gateways else True
         with self.catalog.session(tenant_id=identity.tenant_id) as session:
+            agent = session.get(Agent, identity.agent_id)
+            if agent is None:
+                raise InvalidCredentialError("invalid agent credential")
             beat = record_heartbeat(
                 session,
-                identity.agent_id,
+                agent.id,
                 version=report.agent_version,
                 host_facts=facts,
                 free_disk_bytes=report.free_disk_bytes,
                 gateway_reachable=reachable,
             )
-            agent = session.get(Agent, identity.agent_id)
-            assert agent is not None
             sets = sync_backup_sets(session, agent, repository_id, report.backup_sets)
             return HeartbeatAck(server_time=beat.received_at, backup_sets=len(sets))
 
@@ -163,7 +154,7 @@ class GatewayService:
         A reported snapshot must exist in the tenant's vault: the catalog
         never claims a backup the vault does not hold.
         """
-        repository_id = self._repository_id(identity)
+        repository_id = self.vaults.repository_id(identity)
         if report.snapshot is not None:
             name = f"snapshots/{report.snapshot.vault_snapshot_id}"
             if not self.vaults.store_for(identity).exists(name):

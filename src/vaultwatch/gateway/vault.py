@@ -42,7 +42,12 @@ from vaultwatch.catalog.vaults import get_tenant_vault, record_vault_id, registe
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.server_config import ServerSettings
 from vaultwatch.store.base import Store, StoredObject, check_name, check_prefix
-from vaultwatch.store.errors import ObjectExistsError, StorePermissionError
+from vaultwatch.store.errors import (
+    ObjectExistsError,
+    RepositoryNotFoundError,
+    StorePermissionError,
+)
+from vaultwatch.store.local import LocalStore
 from vaultwatch.store.url import open_store
 
 DEFAULT_PAGE = 1000
@@ -172,7 +177,7 @@ class VaultAccess:
     def __init__(self, settings: ServerSettings, catalog: Catalog) -> None:
         self.settings = settings
         self.catalog = catalog
-        self._stores: dict[uuid.UUID, Store] = {}
+        self._stores: dict[uuid.UUID, tuple[Store, uuid.UUID]] = {}
         self._stores_lock = threading.Lock()
         self._listings: OrderedDict[tuple[uuid.UUID, str], tuple[float, list[StoredObject]]] = (
             OrderedDict()
@@ -202,27 +207,42 @@ class VaultAccess:
         silently recreated empty: that is data loss for the SOC to handle,
         and the agent gets RepositoryNotFoundError.
         """
+        return self._open_vault(identity)[0]
+
+    def repository_id(self, identity: AgentIdentity) -> uuid.UUID:
+        """The catalog id of the tenant's vault (provisioned on first use, then remembered)."""
+        return self._open_vault(identity)[1]
+
+    def _open_vault(self, identity: AgentIdentity) -> tuple[Store, uuid.UUID]:
+        """The tenant's open Store and vault row id; the catalog is asked once per process.
+
+        A vault's row and location never change once provisioned, so keeping
+        them saves a catalog round trip on every request.
+        """
         with self._stores_lock:
-            store = self._stores.get(identity.tenant_id)
-        if store is not None:
-            return store
+            opened = self._stores.get(identity.tenant_id)
+        if opened is not None:
+            return opened
         with self.catalog.session(tenant_id=identity.tenant_id) as session:
             vault = get_tenant_vault(session, identity.tenant_id)
-            location = vault.primary_location if vault is not None else None
-        if location is None:
-            location = self.provision(identity.tenant_id, identity.actor)
-        store = open_store(location)
+        if vault is None:
+            self.provision(identity.tenant_id, identity.actor)
+            with self.catalog.session(tenant_id=identity.tenant_id) as session:
+                vault = get_tenant_vault(session, identity.tenant_id)
+            if vault is None:
+                raise RepositoryNotFoundError("the tenant's vault could not be provisioned")
+        store = open_store(vault.primary_location)
         with self._stores_lock:
-            existing = self._stores.setdefault(identity.tenant_id, store)
-        if existing is not store:
+            existing = self._stores.setdefault(identity.tenant_id, (store, vault.id))
+        if existing[0] is not store:
             store.close()
         return existing
 
     def close(self) -> None:
         """Close every open Store."""
         with self._stores_lock:
-            stores, self._stores = list(self._stores.values()), {}
-        for store in stores:
+            opened, self._stores = list(self._stores.values()), {}
+        for store, _ in opened:
             store.close()
 
     # -- reads -----------------------------------------------------------------------------
@@ -403,17 +423,20 @@ class VaultAccess:
         ObjectExistsError for an existing object unless overwriting a lock.
         """
         store = self.store_for(identity)
+        replace = overwrite and is_lock(name)
         with self._put_slots:
-            data = spooled.read_bytes()
             try:
-                store.put(name, data, overwrite=overwrite and is_lock(name))
+                if isinstance(store, LocalStore) and not replace:
+                    store.put_file(name, spooled)  # linked into place: written once, not twice
+                else:
+                    store.put(name, spooled.read_bytes(), overwrite=replace)
             except ObjectExistsError:
                 raise ObjectExistsError(
                     f"object {name!r} already exists; agents cannot replace objects"
                 ) from None
         if name == "config":
-            self._note_vault_id(identity, data)
-        return len(data)
+            self._note_vault_id(identity, spooled.read_bytes())
+        return spooled.stat().st_size
 
     def _note_vault_id(self, identity: AgentIdentity, config: bytes) -> None:
         """Record the repository's own id in the catalog (the config is plaintext JSON)."""

@@ -113,6 +113,39 @@ class LocalStore:
         except OSError as exc:
             raise self._error(exc, name, "writing") from None
 
+    def put_file(self, name: str, source: Path) -> None:
+        """Store the finished file ``source`` as the new object ``name`` without copying it.
+
+        The gateway receives uploads into a spool file on the same file
+        system: linking that file into place (after an fsync) writes the
+        bytes once instead of twice. The caller still owns ``source`` and
+        removes it. Another file system (EXDEV) falls back to a copy.
+        """
+        path = self._path(name)
+        parent = path.parent
+        self._ensure_dir(parent, name)
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, _FILE_MODE)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(source, path)  # create-only, as in put()
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                self.put(name, source.read_bytes())
+                return
+            if exc.errno in (errno.EEXIST, errno.EISDIR):
+                raise ObjectExistsError(
+                    f"object {name!r} already exists in {self.location}"
+                ) from None
+            raise self._error(exc, name, "writing") from None
+        try:
+            _fsync_dir(parent)
+        except OSError as exc:
+            raise self._error(exc, name, "writing") from None
+
     def get(self, name: str) -> bytes:
         """Read the whole object."""
         path = self._path(name)
