@@ -180,7 +180,9 @@ def _scope_options(tenant_id: uuid.UUID) -> tuple[Any, ...]:
         return cached[1]
     options = (
         *(
-            with_loader_criteria(model, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
+            with_loader_criteria(
+                model, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
+            )
             for model in models
         ),
         with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True),
