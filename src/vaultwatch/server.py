@@ -26,6 +26,7 @@ from vaultwatch import __version__
 from vaultwatch.catalog import Catalog, Role, audit
 from vaultwatch.catalog.security import new_token_key
 from vaultwatch.catalog.users import count_users, create_user
+from vaultwatch.engine.memory import short_gil_slices
 from vaultwatch.gateway import schemas
 from vaultwatch.gateway.problems import install_problem_handlers, problem_response
 from vaultwatch.gateway.routes import API_PREFIX, OBJECTS, router
@@ -243,7 +244,8 @@ def build_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            with short_gil_slices():
+                yield
         finally:
             if vaults is not None:
                 vaults.close()

@@ -203,15 +203,17 @@ def test_token_for_unknown_or_foreign_tenant_is_refused(catalog: Catalog, key: b
         create_enrollment_token(session, zeta.id, key=key, created_by=ACTOR)
 
 
-def test_authenticate_returns_the_agent_with_its_tenant(catalog: Catalog, key: bytes) -> None:
+def test_authenticate_returns_the_agent_and_its_tenant(catalog: Catalog, key: bytes) -> None:
     acme = add_tenant(catalog, "Acme")
     enrolled = enroll(catalog, acme, key)
     enroll(catalog, add_tenant(catalog, "Zeta"), key)
     with catalog.session() as session:
         agent = authenticate_agent(session, enrolled.credential, key=key)
-    # Usable after the session closed: the tenant was loaded with the agent.
+    # Usable after the session closed: plain values, nothing left to load.
     assert agent.id == enrolled.agent.id
-    assert agent.tenant.name == "Acme"
+    assert agent.tenant_id == acme.id
+    assert agent.tenant_name == "Acme"
+    assert agent.hostname == enrolled.agent.hostname
 
 
 @pytest.mark.parametrize(

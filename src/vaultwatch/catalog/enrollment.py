@@ -31,7 +31,7 @@ from vaultwatch.catalog.errors import (
     InvalidCredentialError,
     ValidationError,
 )
-from vaultwatch.catalog.models import Agent, AgentCredential, EnrollmentToken
+from vaultwatch.catalog.models import Agent, AgentCredential, EnrollmentToken, Tenant
 from vaultwatch.catalog.security import (
     TokenPurpose,
     new_token,
@@ -256,14 +256,48 @@ def revoke_agent_credentials(
     return result.rowcount
 
 
-def authenticate_agent(session: Session, credential: str, *, key: bytes) -> Agent:
-    """The agent (with its tenant loaded) that owns `credential`.
+@dataclass(frozen=True)
+class AuthenticatedAgent:
+    """Who presented a valid credential: what every request needs, read in one query."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_name: str
+    hostname: str
+
+
+def authenticate_agent(session: Session, credential: str, *, key: bytes) -> AuthenticatedAgent:
+    """The agent (and its tenant's name) that owns `credential`.
 
     Refuses unknown and revoked credentials and retired agents with one
-    error: the caller learns nothing about which it was.
+    error: the caller learns nothing about which it was. Every agent request
+    starts here, so it selects the few columns it needs rather than loading
+    entities (a third of a heartbeat's cost when it did).
     """
     if not token_has_purpose(credential, TokenPurpose.AGENT_CREDENTIAL):
         raise InvalidCredentialError("invalid agent credential")
+    rows = session.execute(
+        select(
+            AgentCredential.digest,
+            Agent.id,
+            Agent.tenant_id,
+            Tenant.name,
+            Agent.hostname,
+            Agent.retired_at,
+        )
+        .join(Agent, Agent.id == AgentCredential.agent_id)
+        .join(Tenant, Tenant.id == Agent.tenant_id)
+        .where(
+            AgentCredential.prefix == token_prefix(credential),
+            AgentCredential.revoked_at.is_(None),
+        )
+    ).all()
+    for digest, agent_id, tenant_id, tenant_name, hostname, retired_at in rows:
+        if verify_token(credential, digest, TokenPurpose.AGENT_CREDENTIAL, key):
+            if retired_at is not None:
+                break
+            return AuthenticatedAgent(agent_id, tenant_id, tenant_name, hostname)
+    raise InvalidCredentialError("invalid agent credential")
     candidates = session.execute(
         select(AgentCredential)
         .where(

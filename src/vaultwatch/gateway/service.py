@@ -113,12 +113,12 @@ class GatewayService:
             raise InvalidCredentialError("invalid agent credential")
         with self.catalog.session() as session:
             agent = authenticate_agent(session, credential, key=self._key)
-            return AgentIdentity(
-                agent_id=agent.id,
-                tenant_id=agent.tenant_id,
-                tenant_name=agent.tenant.name,
-                hostname=agent.hostname,
-            )
+        return AgentIdentity(
+            agent_id=agent.id,
+            tenant_id=agent.tenant_id,
+            tenant_name=agent.tenant_name,
+            hostname=agent.hostname,
+        )
 
     def heartbeat(self, identity: AgentIdentity, report: HeartbeatReport) -> HeartbeatAck:
         """Record last_seen and facts, and bring the agent's backup sets up to date."""
