@@ -133,7 +133,7 @@ class GatewayService:
             "gateways": dict(report.gateways),
         }
         reachable = any(report.gateways.values()) if report.gateways else True
-        with self.catalog.session(tenant_id=identity.tenant_id) as session:
+        with self.catalog.session(tenant_id=identity.tenant_id, telemetry=True) as session:
             agent = session.get(Agent, identity.agent_id)
             if agent is None:
                 raise InvalidCredentialError("invalid agent credential")
