@@ -382,13 +382,16 @@ class VaultAccess:
         path = Path(tmp)
         try:
             hasher = blake3.blake3()
-            received = 0
-            buffer = bytearray()
-            with os.fdopen(fd, "wb") as out:
+            received = pending_bytes = 0
+            pending: list[bytes] = []
+            with os.fdopen(fd, "wb", buffering=0) as out:
 
-                def flush(data: bytes) -> None:
-                    hasher.update(data)
-                    out.write(data)
+                def flush(chunks: list[bytes]) -> None:
+                    # Hashing and writing in a worker thread; the event loop only
+                    # collects the chunks (joining them there cost a copy under the GIL).
+                    for chunk in chunks:
+                        hasher.update(chunk)
+                    out.writelines(chunks)
 
                 async for chunk in body:
                     received += len(chunk)
@@ -396,12 +399,13 @@ class VaultAccess:
                         raise UploadTooLargeError(
                             f"the object is larger than this gateway accepts ({limit} bytes)"
                         )
-                    buffer += chunk
-                    if len(buffer) >= _SPOOL_CHUNK:
-                        data, buffer = bytes(buffer), bytearray()
-                        await anyio.to_thread.run_sync(flush, data)
-                if buffer:
-                    await anyio.to_thread.run_sync(flush, bytes(buffer))
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
+                    if pending_bytes >= _SPOOL_CHUNK:
+                        await anyio.to_thread.run_sync(flush, pending)
+                        pending, pending_bytes = [], 0
+                if pending:
+                    await anyio.to_thread.run_sync(flush, pending)
             if declared_length is not None and received != declared_length:
                 raise ContentMismatchError(
                     f"the body has {received} bytes, Content-Length said {declared_length}"
