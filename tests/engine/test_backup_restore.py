@@ -11,10 +11,12 @@ import pytest
 
 from tests.engine.conftest import reopen
 from tests.engine.treecompare import build_tree, describe
+from vaultwatch.engine import backup as backup_module
 from vaultwatch.engine.backup import BackupOptions, backup
 from vaultwatch.engine.errors import EngineError
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, dump, find_node, restore
+from vaultwatch.engine.tree import Node, Tree
 
 
 def restored(target: Path, source: Path) -> Path:
@@ -52,6 +54,88 @@ def test_second_backup_reads_nothing_and_adds_nothing(repo: Repository, tmp_path
     assert second.bytes_read == 0
     assert second.bytes_added == 0
     assert second.snapshot.tree == first.snapshot.tree
+
+
+def test_unchanged_entries_keep_their_nodes_and_trees(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing changed: no entry but the directories is described again, no tree encoded again."""
+    src = tmp_path / "src"
+    build_tree(src)
+    first = backup(repo, [str(src)])
+    described: list[bytes] = []
+    encoded: list[int] = []
+    real_node_from_stat, real_to_bytes = backup_module.node_from_stat, Tree.to_bytes
+
+    def counting_node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node | None:
+        described.append(path)
+        return real_node_from_stat(name, path, st)
+
+    def counting_to_bytes(tree: Tree) -> bytes:
+        encoded.append(len(tree.nodes))
+        return real_to_bytes(tree)
+
+    monkeypatch.setattr(backup_module, "node_from_stat", counting_node_from_stat)
+    monkeypatch.setattr(Tree, "to_bytes", counting_to_bytes)
+    second = backup(repo, [str(src)])
+    directories = {os.fsencode(d) for d, _, _ in os.walk(src)}
+    ancestors = {os.fsencode(p) for p in src.parents if p != Path("/")}
+    assert set(described) == directories | ancestors  # directories only: their content may change
+    # only the directories above the backed-up path (one entry each) are encoded again
+    assert encoded == [1] * (len(src.parts) - 1)
+    assert second.files_new == second.files_changed == 0
+    assert second.files_unmodified == first.files_new
+    assert second.snapshot.tree == first.snapshot.tree
+
+
+def test_metadata_changes_are_recorded_and_untouched_directories_reused(
+    repo: Repository, repo_path: Path, tmp_path: Path
+) -> None:
+    """Mode, xattr, mtime and symlink changes move ctime: each is seen; siblings keep their trees."""
+    src = tmp_path / "src"
+    build_tree(src)
+    first = backup(repo, [str(src)])
+    os.chmod(src / "small.txt", 0o600)
+    os.setxattr(src / "empty", "user.new", b"added later")
+    os.utime(src / "dir" / "text.log", ns=(1_700_000_000_000_000_000,) * 2)
+    os.unlink(src / "link-relative")
+    os.symlink("empty", src / "link-relative")
+    second = backup(repo, [str(src)])
+    repo = reopen(repo_path)
+    old, new = repo.find_snapshot(first.snapshot.id), repo.find_snapshot("latest")
+    assert find_node(repo, new, f"{src}/small.txt").mode == 0o600
+    assert find_node(repo, new, f"{src}/empty").xattrs == {"user.new": b"added later"}
+    assert find_node(repo, new, f"{src}/dir/text.log").mtime_ns == 1_700_000_000_000_000_000
+    assert find_node(repo, new, f"{src}/link-relative").target == b"empty"
+    nested_old = find_node(repo, old, f"{src}/dir/nested")
+    assert find_node(repo, new, f"{src}/dir/nested").subtree == nested_old.subtree
+    assert find_node(repo, new, f"{src}/dir").subtree != find_node(repo, old, f"{src}/dir").subtree
+    assert second.files_new == 0
+    assert second.bytes_added < 64 * 1024  # new trees only: no content was new
+    target = tmp_path / "restore"
+    res = restore(repo, new, target)
+    assert not res.errors, res.errors
+    assert describe(restored(target, src)) == describe(src)
+
+
+def test_removed_and_added_entries_change_the_tree(
+    repo: Repository, repo_path: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    build_tree(src)
+    backup(repo, [str(src)])
+    os.unlink(src / "dir" / "nested" / "big.bin")  # the hardlink keeps its content
+    backup(repo, [str(src)])
+    repo = reopen(repo_path)
+    after_removal = repo.find_snapshot("latest")
+    with pytest.raises(EngineError):
+        find_node(repo, after_removal, f"{src}/dir/nested/big.bin")
+    (src / "dir" / "nested" / "again.txt").write_text("new")
+    backup(repo, [str(src)])
+    repo = reopen(repo_path)
+    after_addition = repo.find_snapshot("latest")
+    assert find_node(repo, after_addition, f"{src}/dir/nested/again.txt").size == 3
+    assert after_addition.tree != after_removal.tree
 
 
 def test_changed_file_is_read_again_and_only_new_chunks_stored(

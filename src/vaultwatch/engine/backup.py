@@ -31,7 +31,7 @@ from vaultwatch.engine.chunker import Chunker
 from vaultwatch.engine.compress import compress
 from vaultwatch.engine.errors import EngineError
 from vaultwatch.engine.memory import short_gil_slices, tune_allocator
-from vaultwatch.engine.metadata import node_from_stat
+from vaultwatch.engine.metadata import node_from_stat, node_type
 from vaultwatch.engine.pack import DATA, TREE
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import BlobWriter, Repository
@@ -165,6 +165,11 @@ class _DirJob:
     entries: list[tuple[Node, _FileRef | _DirJob | None]] = field(default_factory=list)
     error: str = ""
     tree_id: bytes | None = None
+    # The same directory in the parent snapshot. While every entry is the parent's own
+    # node (nothing changed), the parent's tree id is this tree's id too.
+    old_tree: Tree | None = None
+    old_tree_id: bytes | None = None
+    unchanged: bool = False
 
     def ready(self) -> bool:
         """Whether every file of this directory has been read (sub-directories finish first)."""
@@ -386,8 +391,11 @@ class _Backup:
         ids = [b for n in parent_tree.nodes if n.type == FILE for b in n.content]
         return set(self.repo.lookup_many(ids)) if ids else set()
 
-    def _scan_dir(self, path: bytes, node: Node, parent_tree: Tree | None) -> _DirJob:
-        job = _DirJob(node, path)
+    def _scan_dir(
+        self, path: bytes, node: Node, parent_tree: Tree | None, parent_tree_id: bytes | None
+    ) -> _DirJob:
+        job = _DirJob(node, path, old_tree=parent_tree, old_tree_id=parent_tree_id)
+        job.unchanged = parent_tree is not None and parent_tree_id is not None
         self.counts["dirs"] += 1
         try:
             with os.scandir(path) as it:
@@ -406,15 +414,35 @@ class _Backup:
                 continue
             old = parent_tree.find(name) if parent_tree is not None else None
             self._scan_entry(job, child_path, name, old, known)
+        if parent_tree is not None and len(job.entries) != len(parent_tree.nodes):
+            job.unchanged = False  # entries were removed (or could not be read)
         self._unfinished.append(job)
         self._finish_ready()
         return job
+
+    def _keep_unchanged(self, job: _DirJob, old: Node) -> None:
+        """Reuse the parent snapshot's node as it is: no xattr calls, no new node."""
+        if old.type == FILE:
+            self.progress.add_total(old.size, 1)
+            with self._count_lock:
+                self.total_bytes += old.size
+            self.counts["unmodified"] += 1
+            self.progress.add(old.size, 1)
+        job.entries.append((old, None))
 
     def _scan_entry(
         self, job: _DirJob, path: bytes, name: bytes, old: Node | None, known: set[bytes]
     ) -> None:
         try:
             st = os.lstat(path)
+            if (
+                old is not None
+                and old.type != DIR
+                and _unchanged(old, st)
+                and (old.type != FILE or all(b in known for b in old.content))
+            ):
+                self._keep_unchanged(job, old)
+                return
             node = node_from_stat(name, path, st)
         except FileNotFoundError:
             return  # deleted since the directory was listed: nothing to back up
@@ -426,13 +454,18 @@ class _Backup:
         if node.type == DIR:
             if self.options.one_file_system and st.st_dev not in self.root_devices:
                 job.entries.append((node, None))  # keep the mount point, not its content
+                job.unchanged = False
                 return
             old_tree = None
             if old is not None and old.type == DIR and old.subtree is not None:
                 with contextlib.suppress(Exception):
                     old_tree = self.repo.load_tree(old.subtree)
-            job.entries.append((node, self._scan_dir(path, node, old_tree)))
+            sub = self._scan_dir(path, node, old_tree, old.subtree if old_tree else None)
+            job.entries.append((node, sub))
+            if old is None or not _unchanged(old, st):
+                job.unchanged = False
             return
+        job.unchanged = False
         if node.type == FILE:
             self.progress.add_total(node.size, 1)
             with self._count_lock:
@@ -467,11 +500,15 @@ class _Backup:
         """Save one directory's tree; its sub-directories are finished already."""
         assert self.writer is not None
         tree = Tree()
+        unchanged = job.unchanged and not job.error
         for node, pending in job.entries:
             if isinstance(pending, _DirJob):
                 if pending.tree_id is None:
                     self._finish_dir(pending)  # an ancestor of a backed-up path
                 node.subtree = pending.tree_id
+                if unchanged and job.old_tree is not None:
+                    old = job.old_tree.find(node.name)
+                    unchanged = old is not None and old.subtree == node.subtree and not node.error
             elif pending is not None:
                 self._pending_files -= 1
                 outcome = pending.result()
@@ -492,7 +529,10 @@ class _Backup:
             tree.nodes.append(node)
         if job.error:
             job.node.error = job.error
-        job.tree_id, _ = self.writer.save(TREE, tree.to_bytes())
+        if unchanged and job.old_tree_id is not None:
+            job.tree_id = job.old_tree_id  # the same entries: the stored tree, not a new one
+        else:
+            job.tree_id, _ = self.writer.save(TREE, tree.to_bytes())
         job.entries = []  # the parent needs only the id
         return job.tree_id
 
@@ -536,6 +576,29 @@ class _Backup:
                 else None
             )
             prefix = path
+
+
+def _unchanged(old: Node, st: os.stat_result) -> bool:
+    """Whether the parent snapshot's node still describes this entry's metadata exactly.
+
+    Any change to content, mode, owner, link count or extended attributes
+    moves ctime, so with ctime, mtime, inode and device equal the old node
+    (xattrs included) stands without another listxattr. An entry recorded
+    with an error is always read again.
+    """
+    return (
+        old.ctime_ns == st.st_ctime_ns
+        and old.mtime_ns == st.st_mtime_ns
+        and old.inode == st.st_ino
+        and old.device == st.st_dev
+        and old.links == st.st_nlink
+        and old.mode == stat.S_IMODE(st.st_mode)
+        and old.uid == st.st_uid
+        and old.gid == st.st_gid
+        and old.type == node_type(st.st_mode)
+        and (old.type != FILE or old.size == st.st_size)
+        and not old.error
+    )
 
 
 def _join(directory: bytes, name: bytes) -> bytes:
