@@ -456,11 +456,11 @@ class _Backup:
                 job.entries.append((node, None))  # keep the mount point, not its content
                 job.unchanged = False
                 return
-            old_tree = None
+            old_tree, old_tree_id = None, None
             if old is not None and old.type == DIR and old.subtree is not None:
                 with contextlib.suppress(Exception):
-                    old_tree = self.repo.load_tree(old.subtree)
-            sub = self._scan_dir(path, node, old_tree, old.subtree if old_tree else None)
+                    old_tree, old_tree_id = self.repo.load_tree(old.subtree), old.subtree
+            sub = self._scan_dir(path, node, old_tree, old_tree_id)
             job.entries.append((node, sub))
             if old is None or not _unchanged(old, st):
                 job.unchanged = False
