@@ -121,7 +121,7 @@ class Excluder:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class _FileOutcome:
     content: list[bytes]
     size: int
@@ -148,7 +148,7 @@ class _Batch:
         return _FileRef(self, len(self.items) - 1)
 
 
-@dataclass
+@dataclass(slots=True)
 class _FileRef:
     batch: _Batch
     index: int
@@ -158,7 +158,7 @@ class _FileRef:
         return self.batch.future.result()[self.index]
 
 
-@dataclass
+@dataclass(slots=True)
 class _DirJob:
     node: Node
     path: bytes = b"/"

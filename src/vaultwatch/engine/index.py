@@ -43,7 +43,7 @@ INDEX_MAGIC = b"VWIX"
 _PENDING_LIMIT = 50_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlobLocation:
     """Where to read one blob."""
 

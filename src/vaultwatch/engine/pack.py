@@ -36,7 +36,7 @@ TREE = 1
 BLOB_TYPES = {DATA: "data", TREE: "tree"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackEntry:
     """Where one blob lives inside its pack."""
 

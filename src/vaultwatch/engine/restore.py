@@ -96,7 +96,7 @@ def _split_include(path: str) -> list[bytes]:
     return parts
 
 
-@dataclass
+@dataclass(slots=True)
 class _FilePlan:
     path: bytes
     node: Node

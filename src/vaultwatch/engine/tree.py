@@ -40,7 +40,7 @@ def _decode_bytes(doc: dict[str, Any], key: str) -> bytes | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """One directory entry with the metadata a restore puts back."""
 
