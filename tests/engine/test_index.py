@@ -147,6 +147,16 @@ class IndexMachine(RuleBasedStateMachine):
                 assert bid not in self.index
 
     @invariant()
+    def batch_answers_agree_with_the_model(self) -> None:
+        """lookup_many and contains_many, over known and unknown ids (and repeats), match it."""
+        asked = ID_POOL + list(self.model) + ID_POOL[:3]
+        assert self.index.contains_many(asked) == set(self.model)
+        found = self.index.lookup_many(asked)
+        assert set(found) == set(self.model)
+        for bid, loc in found.items():
+            assert _loc(loc) in self.model[bid]
+
+    @invariant()
     def packs_agree(self) -> None:
         assert self.index.pack_ids == self.packs
         assert self.index.pack_salts == [_salt(p) for p in self.packs]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vaultwatch.cli.output import err_console, line, note
-from vaultwatch.demo import DemoFacts, DemoLayout, run_demo
+
+if TYPE_CHECKING:  # the demo pulls in the server: imported only when it runs
+    from vaultwatch.demo import DemoFacts, DemoLayout
 
 
 def _show(facts: DemoFacts, layout: DemoLayout) -> None:
@@ -49,6 +51,8 @@ def demo(
     ] = False,
 ) -> None:
     """Run the service on its embedded defaults (SQLite catalog, local vault) with a sample agent."""
+    from vaultwatch.demo import run_demo
+
     console = err_console()
     seconds = run_demo(
         directory, port, once=once, report=lambda text: console.print(text), show=_show, tick=_tick

@@ -389,7 +389,7 @@ class _Backup:
         if parent_tree is None:
             return set()
         ids = [b for n in parent_tree.nodes if n.type == FILE for b in n.content]
-        return set(self.repo.lookup_many(ids)) if ids else set()
+        return self.repo.stored_blobs(ids) if ids else set()
 
     def _scan_dir(
         self, path: bytes, node: Node, parent_tree: Tree | None, parent_tree_id: bytes | None
@@ -407,6 +407,10 @@ class _Backup:
             )
             return job
         known = self._stored_parent_blobs(parent_tree)
+        if parent_tree is not None:
+            self.repo.cache_trees(
+                n.subtree for n in parent_tree.nodes if n.type == DIR and n.subtree is not None
+            )
         self.progress.check()
         for name in names:
             child_path = _join(path, name)

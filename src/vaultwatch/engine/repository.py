@@ -49,6 +49,7 @@ from vaultwatch.store.base import Store
 from vaultwatch.store.errors import ObjectExistsError, ObjectNotFoundError, RepositoryNotFoundError
 
 FORMAT_VERSION = 1
+_TREE_CACHE_SIZE = 4096  # parsed trees kept: restores and diffs revisit them
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,30 @@ class Repository:
         with self.index_lock:
             return self.index.lookup_many(blob_ids)
 
+    def stored_blobs(self, blob_ids: Iterable[bytes]) -> set[bytes]:
+        """Which of these blobs an indexed pack holds."""
+        self.load_index()
+        with self.index_lock:
+            return self.index.contains_many(blob_ids)
+
+    def cache_trees(self, tree_ids: Iterable[bytes]) -> None:
+        """Load the trees not cached yet into the tree cache, each pack read once.
+
+        A backup walking its parent snapshot asks for a directory's
+        sub-trees one by one; fetching them together saves a read per tree.
+        """
+        with self._cache_lock:
+            missing = [t for t in dict.fromkeys(tree_ids) if t not in self._tree_cache]
+        if len(missing) < 2:
+            return  # load_tree does as well for one
+        loaded = self.load_trees(missing, workers=1)
+        with self._cache_lock:
+            for tree_id, tree in loaded.items():
+                if isinstance(tree, Tree):
+                    self._tree_cache[tree_id] = tree
+            while len(self._tree_cache) > _TREE_CACHE_SIZE:
+                self._tree_cache.popitem(last=False)
+
     def load_trees(
         self, tree_ids: Iterable[bytes], *, workers: int = 4
     ) -> dict[bytes, Tree | IntegrityError]:
@@ -368,6 +393,10 @@ class Repository:
                         res.append((loc.blob_id, exc))
             return res
 
+        if workers <= 1:
+            for item in by_pack.items():
+                out.update(read(item))
+            return out
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trees") as pool:
             for pairs in pool.map(read, by_pack.items()):
                 out.update(pairs)
@@ -447,7 +476,7 @@ class Repository:
         tree = Tree.from_bytes(self.load_blob(tree_id), tree_id.hex())
         with self._cache_lock:
             self._tree_cache[tree_id] = tree
-            if len(self._tree_cache) > 4096:
+            if len(self._tree_cache) > _TREE_CACHE_SIZE:
                 self._tree_cache.popitem(last=False)
         return tree
 

@@ -41,6 +41,7 @@ from vaultwatch.engine.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, 
 
 _ZEROS = bytes(16 * 1024 * 1024)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+_METADATA_BATCH = 256
 
 
 @dataclass
@@ -379,9 +380,11 @@ class _Restore:
                 self.result.files_restored += 1
                 self.progress.add(files=1)
             done.append(plan)
-        # Four or five system calls a file, all releasing the GIL: worth a few threads.
+        # Four or five system calls a file, all releasing the GIL: worth a few threads,
+        # handed batches of files (a task per file cost more in futures than the calls).
+        batches = [done[i : i + _METADATA_BATCH] for i in range(0, len(done), _METADATA_BATCH)]
         with ThreadPoolExecutor(self.options.workers, thread_name_prefix="metadata") as pool:
-            for _ in pool.map(lambda plan: self._metadata(plan.path, plan.node), done):
+            for _ in pool.map(self._metadata_of, batches):
                 pass
         damaged = {p.path for p in self.files if p.damaged}
         for source, path, _node in self.links:
@@ -422,6 +425,10 @@ class _Restore:
             self.error(path, f"cannot create {node.type}: {exc.strerror}")
             return
         self._metadata(path, node)
+
+    def _metadata_of(self, plans: list[_FilePlan]) -> None:
+        for plan in plans:
+            self._metadata(plan.path, plan.node)
 
     def _metadata(self, path: bytes, node: Node) -> None:
         for problem in apply_metadata(path, node, owner=self.owner):
