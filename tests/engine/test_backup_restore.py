@@ -15,7 +15,7 @@ from vaultwatch.engine import backup as backup_module
 from vaultwatch.engine.backup import BackupOptions, backup
 from vaultwatch.engine.errors import EngineError
 from vaultwatch.engine.repository import Repository
-from vaultwatch.engine.restore import RestoreOptions, dump, find_node, restore
+from vaultwatch.engine.restore import RestoreOptions, default_workers, dump, find_node, restore
 from vaultwatch.engine.tree import Node, Tree
 
 
@@ -249,3 +249,14 @@ def test_file_changing_while_read_is_retried_then_recorded(
 def test_nonexistent_path_is_refused(repo: Repository, tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="does not exist"):
         backup(repo, [str(tmp_path / "nope")])
+
+
+def test_restore_threads_follow_the_cores_on_a_local_disk(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local disk: one pack in flight per core (2 to 4); a remote store keeps four for latency."""
+    for cores, expected in ((1, 2), (2, 2), (3, 3), (16, 4)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert default_workers(repo) == expected
+    monkeypatch.setattr(repo, "store", object())
+    assert default_workers(repo) == 4
