@@ -438,14 +438,32 @@ class Repository:
         return self.decode_blob(loc, sealed)
 
     def read_pack(
-        self, pack_id: bytes, locations: list[BlobLocation], whole_pack_ratio: float = 0.5
+        self, pack_id: bytes, locations: list[BlobLocation], max_span: int | None = None
     ) -> Iterator[tuple[BlobLocation, bytes | IntegrityError]]:
-        """Every requested blob of one pack, read with one request, each decoded or its error.
+        """Every requested blob of one pack, each decoded or its error, in offset order.
 
         Reads the span from the first to the last wanted blob in one range
-        request (or the whole pack when most of it is wanted).
+        request, or in several of at most ``max_span`` bytes (a blob larger
+        than that still comes whole): fewer bytes held at once where requests
+        are cheap, as on a local disk.
         """
         locs = sorted(locations, key=lambda lo: lo.offset)
+        if max_span is None:
+            yield from self._read_span(pack_id, locs)
+            return
+        window: list[BlobLocation] = []
+        for lo in locs:
+            if window and lo.offset + lo.length - window[0].offset > max_span:
+                yield from self._read_span(pack_id, window)
+                window = []
+            window.append(lo)
+        if window:
+            yield from self._read_span(pack_id, window)
+
+    def _read_span(
+        self, pack_id: bytes, locs: list[BlobLocation]
+    ) -> Iterator[tuple[BlobLocation, bytes | IntegrityError]]:
+        """Blobs sorted by offset, read with one range request."""
         start = locs[0].offset
         end = max(lo.offset + lo.length for lo in locs)
         name = pack_name(pack_id)

@@ -1,0 +1,83 @@
+"""Repository reads: packs read in bounded spans, trees fetched together into the cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import reopen
+from vaultwatch.engine.backup import backup
+from vaultwatch.engine.index import BlobLocation
+from vaultwatch.engine.repository import Repository
+
+KIB = 1024
+
+
+def _packed(repo: Repository, tmp_path: Path) -> tuple[Repository, bytes, list[BlobLocation]]:
+    """A repository whose biggest pack holds many blobs, reopened, and that pack's blobs."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}").write_bytes(os.urandom(50 * KIB + i))
+    backup(repo, [str(src)])
+    repo = reopen(Path(repo.store.location))
+    repo.load_index()
+    pack_id, locs = max(repo.index.by_pack().items(), key=lambda item: len(item[1]))
+    return repo, pack_id, locs
+
+
+def test_read_pack_in_bounded_spans(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, pack_id, locs = _packed(repo, tmp_path)
+    assert len(locs) >= 20
+    whole = {loc.blob_id: data for loc, data in repo.read_pack(pack_id, locs)}
+    reads: list[int] = []
+    real_get_range = repo.store.get_range
+
+    def recording_get_range(name: str, offset: int, length: int) -> bytes:
+        reads.append(length)
+        return real_get_range(name, offset, length)
+
+    monkeypatch.setattr(repo.store, "get_range", recording_get_range)
+    pieces = list(repo.read_pack(pack_id, list(reversed(locs)), max_span=200 * KIB))
+    assert [loc.offset for loc, _ in pieces] == sorted(loc.offset for loc in locs)
+    assert {loc.blob_id: data for loc, data in pieces} == whole  # same bytes, all verified
+    assert len(reads) > 1 and max(reads) <= 200 * KIB
+    reads.clear()
+    list(repo.read_pack(pack_id, locs[:1], max_span=1))  # one blob larger than the bound
+    assert reads == [locs[0].length]
+
+
+def test_cache_trees_reads_a_pack_once_for_many_trees(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "tree"
+    for i in range(12):
+        (src / f"d{i}").mkdir(parents=True)
+        (src / f"d{i}" / "file").write_text(f"dir {i}")
+    snap = backup(repo, [str(src)]).snapshot
+    repo = reopen(Path(repo.store.location))
+    root = repo.load_tree(snap.tree)
+    for part in src.parts[1:]:
+        node = root.find(os.fsencode(part))
+        assert node is not None and node.subtree is not None
+        root = repo.load_tree(node.subtree)
+    subtrees = [n.subtree for n in root.nodes if n.subtree is not None]
+    assert len(subtrees) == 12
+    reads: list[str] = []
+    real_get_range = repo.store.get_range
+
+    def recording_get_range(name: str, offset: int, length: int) -> bytes:
+        reads.append(name)
+        return real_get_range(name, offset, length)
+
+    monkeypatch.setattr(repo.store, "get_range", recording_get_range)
+    repo.cache_trees(subtrees)
+    assert reads and len(reads) == len(set(reads))  # each pack once
+    before = len(reads)
+    loaded = [repo.load_tree(t) for t in subtrees]
+    assert len(reads) == before  # served from the cache
+    assert sorted(t.nodes[0].name for t in loaded) == [b"file"] * 12
