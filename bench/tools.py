@@ -454,6 +454,20 @@ class Vaultwatch(Runner):
     def tool_env(self) -> dict[str, str]:
         return {"VAULTWATCH_PASSPHRASE": PASSPHRASE}
 
+    def prepare(self) -> None:
+        """Byte-compile the package first, as installing a wheel does.
+
+        An editable install run with PYTHONDONTWRITEBYTECODE set (as CI shells
+        often are) would otherwise compile every module again at every step.
+        """
+        super().prepare()
+        python = Path(self.binary).parent / "python"
+        compile_package = (
+            "import compileall, os, vaultwatch; "
+            "compileall.compile_dir(os.path.dirname(vaultwatch.__file__), quiet=1)"
+        )
+        subprocess.run([str(python), "-c", compile_package], check=False, capture_output=True)
+
     def init_argv(self) -> list[str]:
         return [self.binary, "repo", "init", "-r", str(self.repo)]
 

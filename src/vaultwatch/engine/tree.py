@@ -108,31 +108,41 @@ class Node:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Node:
-        """Parse one node of a tree blob."""
-        name = _decode_bytes(doc, "name")
-        if name is None or doc.get("type") not in NODE_TYPES:
+        """Parse one node of a tree blob.
+
+        Positional arguments and one ``get`` per field: a backup parses every
+        node of its parent snapshot, so this is on the no-change path.
+        """
+        get = doc.get
+        name = doc.get("name")
+        name_bytes = str(name).encode("utf-8") if name is not None else _decode_bytes(doc, "name")
+        kind = get("type")
+        if name_bytes is None or kind not in NODE_TYPES:
             raise ValueError("node without name or with unknown type")
+        content = get("content")
+        subtree = get("subtree")
+        xattrs = get("xattrs")
         return cls(
-            name=name,
-            type=doc["type"],
-            mode=int(doc.get("mode", 0)),
-            uid=int(doc.get("uid", 0)),
-            gid=int(doc.get("gid", 0)),
-            user=str(doc.get("user", "")),
-            group=str(doc.get("group", "")),
-            mtime_ns=int(doc.get("mtime_ns", 0)),
-            atime_ns=int(doc.get("atime_ns", 0)),
-            ctime_ns=int(doc.get("ctime_ns", 0)),
-            inode=int(doc.get("inode", 0)),
-            device=int(doc.get("device", 0)),
-            links=int(doc.get("links", 1)),
-            size=int(doc.get("size", 0)),
-            content=[bytes.fromhex(c) for c in doc.get("content", [])],
-            subtree=bytes.fromhex(doc["subtree"]) if "subtree" in doc else None,
-            target=_decode_bytes(doc, "target"),
-            rdev=int(doc.get("rdev", 0)),
-            xattrs={k: base64.b64decode(v) for k, v in doc.get("xattrs", {}).items()},
-            error=str(doc.get("error", "")),
+            name_bytes,
+            kind,
+            int(get("mode", 0)),
+            int(get("uid", 0)),
+            int(get("gid", 0)),
+            str(get("user", "")),
+            str(get("group", "")),
+            int(get("mtime_ns", 0)),
+            int(get("atime_ns", 0)),
+            int(get("ctime_ns", 0)),
+            int(get("inode", 0)),
+            int(get("device", 0)),
+            int(get("links", 1)),
+            int(get("size", 0)),
+            [bytes.fromhex(c) for c in content] if content else [],
+            bytes.fromhex(subtree) if subtree is not None else None,
+            _decode_bytes(doc, "target") if "target" in doc or "target_b64" in doc else None,
+            int(get("rdev", 0)),
+            {k: base64.b64decode(v) for k, v in xattrs.items()} if xattrs is not None else {},
+            str(get("error", "")),
         )
 
 
