@@ -72,7 +72,7 @@ class BackupOptions:
     hostname: str | None = None
     parent: str | None = "auto"
     one_file_system: bool = False
-    file_workers: int = 3
+    file_workers: int = 2  # measured on 2 cores: 3 readers cost 20 % more CPU and were slower
     hash_workers: int = 2
     read_retries: int = 2
     file_cache: FileCache | None = None
