@@ -10,9 +10,23 @@ import pytest
 from tests.engine.conftest import reopen
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.index import BlobLocation
+from vaultwatch.engine.pack import pack_name
 from vaultwatch.engine.repository import Repository
 
 KIB = 1024
+
+
+def record_reads(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(object, length) of every range read from the store from now on."""
+    reads: list[tuple[str, int]] = []
+    real_get_range = repo.store.get_range
+
+    def recording_get_range(name: str, offset: int, length: int) -> bytes:
+        reads.append((name, length))
+        return real_get_range(name, offset, length)
+
+    monkeypatch.setattr(repo.store, "get_range", recording_get_range)
+    return reads
 
 
 def _packed(repo: Repository, tmp_path: Path) -> tuple[Repository, bytes, list[BlobLocation]]:
@@ -34,21 +48,15 @@ def test_read_pack_in_bounded_spans(
     repo, pack_id, locs = _packed(repo, tmp_path)
     assert len(locs) >= 20
     whole = {loc.blob_id: data for loc, data in repo.read_pack(pack_id, locs)}
-    reads: list[int] = []
-    real_get_range = repo.store.get_range
-
-    def recording_get_range(name: str, offset: int, length: int) -> bytes:
-        reads.append(length)
-        return real_get_range(name, offset, length)
-
-    monkeypatch.setattr(repo.store, "get_range", recording_get_range)
+    reads = record_reads(repo, monkeypatch)
     pieces = list(repo.read_pack(pack_id, list(reversed(locs)), max_span=200 * KIB))
     assert [loc.offset for loc, _ in pieces] == sorted(loc.offset for loc in locs)
     assert {loc.blob_id: data for loc, data in pieces} == whole  # same bytes, all verified
-    assert len(reads) > 1 and max(reads) <= 200 * KIB
+    lengths = [length for _, length in reads]
+    assert len(lengths) > 1 and max(lengths) <= 200 * KIB
     reads.clear()
     list(repo.read_pack(pack_id, locs[:1], max_span=1))  # one blob larger than the bound
-    assert reads == [locs[0].length]
+    assert reads == [(pack_name(pack_id), locs[0].length)]
 
 
 def test_cache_trees_reads_a_pack_once_for_many_trees(
@@ -67,16 +75,10 @@ def test_cache_trees_reads_a_pack_once_for_many_trees(
         root = repo.load_tree(node.subtree)
     subtrees = [n.subtree for n in root.nodes if n.subtree is not None]
     assert len(subtrees) == 12
-    reads: list[str] = []
-    real_get_range = repo.store.get_range
-
-    def recording_get_range(name: str, offset: int, length: int) -> bytes:
-        reads.append(name)
-        return real_get_range(name, offset, length)
-
-    monkeypatch.setattr(repo.store, "get_range", recording_get_range)
+    reads = record_reads(repo, monkeypatch)
     repo.cache_trees(subtrees)
-    assert reads and len(reads) == len(set(reads))  # each pack once
+    packs = [name for name, _ in reads]
+    assert packs and len(packs) == len(set(packs))  # each pack once
     before = len(reads)
     loaded = [repo.load_tree(t) for t in subtrees]
     assert len(reads) == before  # served from the cache

@@ -111,8 +111,8 @@ def test_foreign_files_are_not_listed(store: LocalStore) -> None:
     assert names(store) == {"keys/k1"}
 
 
-def test_put_is_durable(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The temp file is fsynced before it is linked, then every directory that changed."""
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths fsynced from now on, in order."""
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -121,6 +121,12 @@ def test_put_is_durable(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> N
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+def test_put_is_durable(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temp file is fsynced before it is linked, then every directory that changed."""
+    synced = record_fsyncs(monkeypatch)
     store.put("data/ab/ab01", b"x")
     root = str(store.root)
     tmp_index = next(i for i, p in enumerate(synced) if os.path.basename(p).startswith(".tmp-"))
@@ -140,14 +146,7 @@ def test_put_file_links_a_finished_file_into_place(
     """Same file system: the spooled file becomes the object (no second write), fsynced first."""
     source = tmp_path / "spooled"
     source.write_bytes(b"pack bytes")
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    synced = record_fsyncs(monkeypatch)
     store.put_file("data/cd/cd01", source)
     stored = store.root / "data/cd/cd01"
     assert stored.read_bytes() == b"pack bytes"

@@ -100,18 +100,11 @@ class LocalStore:
                 # other; rename() would silently replace.
                 os.link(tmp, path)
         except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.EISDIR):
-                raise ObjectExistsError(
-                    f"object {name!r} already exists in {self.location}"
-                ) from None
-            raise self._error(exc, name, "writing") from None
+            raise self._write_error(exc, name) from None
         finally:
             with contextlib.suppress(OSError):  # already renamed, or never created
                 os.unlink(tmp)
-        try:
-            _fsync_dir(parent)
-        except OSError as exc:
-            raise self._error(exc, name, "writing") from None
+        self._sync_new_entry(parent, name)
 
     def put_file(self, name: str, source: Path) -> None:
         """Store the finished file ``source`` as the new object ``name`` without copying it.
@@ -136,11 +129,17 @@ class LocalStore:
             if exc.errno == errno.EXDEV:
                 self.put(name, source.read_bytes())
                 return
-            if exc.errno in (errno.EEXIST, errno.EISDIR):
-                raise ObjectExistsError(
-                    f"object {name!r} already exists in {self.location}"
-                ) from None
-            raise self._error(exc, name, "writing") from None
+            raise self._write_error(exc, name) from None
+        self._sync_new_entry(parent, name)
+
+    def _write_error(self, exc: OSError, name: str) -> StoreError:
+        """What a failed create-only write means: the name is taken, or a store error."""
+        if exc.errno in (errno.EEXIST, errno.EISDIR):
+            return ObjectExistsError(f"object {name!r} already exists in {self.location}")
+        return self._error(exc, name, "writing")
+
+    def _sync_new_entry(self, parent: Path, name: str) -> None:
+        """fsync the directory that got the new name, so the object survives a power cut."""
         try:
             _fsync_dir(parent)
         except OSError as exc:
