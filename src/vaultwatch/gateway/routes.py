@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio.to_thread
@@ -270,11 +269,7 @@ async def put_object(
     length_header = request.headers.get("content-length")
     declared = int(length_header) if length_header and length_header.isdigit() else None
 
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in request.stream():
-            yield chunk
-
-    spooled = await vaults.receive(body(), declared, digest, content_id)
+    spooled = await vaults.receive(request.stream(), declared, digest, content_id)
     try:
         size = await anyio.to_thread.run_sync(vaults.store_upload, agent, name, spooled, overwrite)
     finally:
