@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 
 from tests.gateway.harness import EnrolledAgent, GatewayServer, content_name, upload
 from vaultwatch.catalog import Agent, BackupMode, BackupSet, Heartbeat, Job, JobState, Snapshot
@@ -89,6 +91,47 @@ def test_heartbeat_records_facts_and_sets(gateway: GatewayServer) -> None:
     assert client.post("/api/v1/heartbeat", json=_beat()).status_code == 200
     assert _sets(gateway, agent)["db"].id == db_id
     assert _sets(gateway, agent)["db"].enabled
+
+
+@contextmanager
+def backup_set_queries() -> Iterator[list[str]]:
+    """SELECTs from backup_sets that any engine in this process runs meanwhile."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM backup_sets" in statement:
+            seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def test_unchanged_backup_sets_are_not_read_back_at_every_heartbeat(
+    gateway: GatewayServer,
+) -> None:
+    """A heartbeat repeating the sets it reported before skips them; a change is written at once."""
+    agent = gateway.enroll()
+    client = gateway.client(agent.credential)
+    assert client.post("/api/v1/heartbeat", json=_beat()).status_code == 200
+    with backup_set_queries() as queries:
+        r = client.post("/api/v1/heartbeat", json=_beat(free_disk_bytes=42))
+    assert r.status_code == 200 and r.json()["backup_sets"] == 2
+    assert queries == []
+    with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
+        row = session.get(Agent, agent.agent_id)
+        assert row is not None and row.free_disk_bytes == 42  # the heartbeat itself landed
+    changed = _beat(
+        backup_sets=[{"name": "etc", "paths": ["/etc"], "mode": "continuous", "rpo_seconds": 60}]
+    )
+    with backup_set_queries() as queries:
+        r = client.post("/api/v1/heartbeat", json=changed)
+    assert r.status_code == 200 and r.json()["backup_sets"] == 1
+    assert queries
+    sets = _sets(gateway, agent)
+    assert sets["etc"].rpo_target_seconds == 60 and not sets["db"].enabled
 
 
 def test_heartbeat_validation(gateway: GatewayServer) -> None:

@@ -7,6 +7,7 @@ front end calls them (the API today, a CLI or a test tomorrow).
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,13 +20,17 @@ from vaultwatch.catalog.agent_reports import (
     report_job,
     sync_backup_sets,
 )
-from vaultwatch.catalog.agents import record_heartbeat
+from vaultwatch.catalog.agents import agent_and_now, record_heartbeat
 from vaultwatch.catalog.db import database_now
 from vaultwatch.catalog.enrollment import authenticate_agent, redeem_enrollment_token
-from vaultwatch.catalog.errors import InvalidCredentialError, ValidationError
+from vaultwatch.catalog.errors import AgentNotFoundError, InvalidCredentialError, ValidationError
 from vaultwatch.gateway.vault import AgentIdentity, VaultAccess
 
 MAX_PLATFORM_LENGTH = 200
+
+#: Backup sets reported unchanged are written again after this long anyway, so sets that
+#: another server process changed meanwhile are brought back in line within this time.
+SETS_RESYNC_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,9 @@ class GatewayService:
         self.catalog = catalog
         self._key = token_key
         self.vaults = vaults
+        # Per agent: the backup sets it last reported to this process and when they were
+        # written. Heartbeats repeat them unchanged all day; this skips reading them back.
+        self._synced_sets: dict[uuid.UUID, tuple[int, float]] = {}
 
     def enroll(self, token: str, hostname: str, agent_version: str, platform: str) -> Enrollment:
         """Redeem a single-use token: a new agent of the token's tenant, with its credential.
@@ -133,10 +141,18 @@ class GatewayService:
             "gateways": dict(report.gateways),
         }
         reachable = any(report.gateways.values()) if report.gateways else True
+        sets_key = hash(repr(report.backup_sets))
+        synced = self._synced_sets.get(identity.agent_id)
+        sets_unchanged = (
+            synced is not None
+            and synced[0] == sets_key
+            and time.monotonic() - synced[1] < SETS_RESYNC_SECONDS
+        )
         with self.catalog.session(tenant_id=identity.tenant_id, telemetry=True) as session:
-            agent = session.get(Agent, identity.agent_id)
-            if agent is None:
-                raise InvalidCredentialError("invalid agent credential")
+            try:
+                agent, now = agent_and_now(session, identity.agent_id)
+            except AgentNotFoundError:
+                raise InvalidCredentialError("invalid agent credential") from None
             beat = record_heartbeat(
                 session,
                 agent.id,
@@ -144,9 +160,16 @@ class GatewayService:
                 host_facts=facts,
                 free_disk_bytes=report.free_disk_bytes,
                 gateway_reachable=reachable,
+                now=now,
             )
-            sets = sync_backup_sets(session, agent, repository_id, report.backup_sets)
-            return HeartbeatAck(server_time=beat.received_at, backup_sets=len(sets))
+            if sets_unchanged:
+                count = len(report.backup_sets)
+            else:
+                count = len(sync_backup_sets(session, agent, repository_id, report.backup_sets))
+            ack = HeartbeatAck(server_time=beat.received_at, backup_sets=count)
+        if not sets_unchanged:
+            self._synced_sets[identity.agent_id] = (sets_key, time.monotonic())
+        return ack
 
     def report_job(self, identity: AgentIdentity, job_uid: uuid.UUID, report: JobReport) -> JobAck:
         """Create or update one of the agent's jobs (and the snapshot summary a backup wrote).
