@@ -36,18 +36,19 @@ from rich.table import Table
 
 from bench.backup_bench import prepare_workdir
 from bench.service import (
-    RESULTS_DIR,
-    WORK_DIR,
     ServerProcess,
+    add_output_options,
+    bench_console,
     host_info,
     load_average,
+    machine_section,
     now_iso,
     os_env_without_secrets,
     percentiles,
+    publish,
     running_server,
     vaultwatch_binary,
 )
-from bench.tools import write_results
 from vaultwatch.agent.config import load_config
 from vaultwatch.engine.browse import resolve, walk
 from vaultwatch.engine.errors import PathNotFoundError
@@ -643,7 +644,7 @@ def render_table(results: dict[str, Any]) -> Table:
 def render_markdown(results: dict[str, Any]) -> str:
     """The report written next to the JSON."""
     lat, ch, p = results["latency_seconds"], results["changes"], results["parameters"]
-    cfg, snaps, m = results["agent_config"], results["snapshots"], results["machine"]
+    cfg, snaps = results["agent_config"], results["snapshots"]
     bs = cfg["backup_set"]
     met = results["goal"]["met"]
     lines = [
@@ -688,14 +689,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{bs['rpo_seconds']:g} s; heartbeat {cfg['heartbeat_seconds']:g} s, "
         f"{cfg['upload_workers']} upload worker(s).",
         "",
-        "## Machine",
-        "",
-        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}; load average before the run "
-        f"{results['load_average_before']}, after {m['load_average']} (a shared machine: other "
-        "work ran meanwhile).",
-        "",
-        f"Command: `{results['command']}`",
-        "",
+        *machine_section(results, "other work ran meanwhile", before=" the run"),
     ]
     if results["errors"]:
         lines += ["## Errors", "", *(f"- {e}" for e in results["errors"]), ""]
@@ -729,8 +723,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--poll", type=float, default=0.5, help="vault poll interval in seconds (default 0.5)"
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=WORK_DIR / "continuous")
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    add_output_options(parser, "continuous")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rate <= 0 or args.files < 1 or args.seconds > 3600:
         parser.error("--seconds (up to 3600), --rate and --files must be positive")
@@ -739,7 +732,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    console = bench_console()
     settings = Settings(
         workdir=args.workdir,
         seconds=args.seconds,
@@ -751,9 +744,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(f"load average before: {load_average()}")
     results = run_continuous(settings, console)
-    paths = write_results("continuous", results, render_markdown(results), args.results)
-    console.print(render_table(results))
-    console.print("Wrote " + " and ".join(str(p) for p in paths))
+    publish(
+        "continuous",
+        results,
+        render_markdown(results),
+        render_table(results),
+        args.results,
+        console,
+    )
     if not results["ok"]:
         return 1
     return 0 if results["goal"]["met"] else 2

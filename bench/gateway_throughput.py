@@ -29,15 +29,17 @@ from bench.backup_bench import prepare_workdir
 from bench.datagen import MIB, format_size, generate, parse_size
 from bench.service import (
     LOOPBACK,
-    RESULTS_DIR,
-    WORK_DIR,
     ServerProcess,
+    add_output_options,
+    bench_console,
     host_info,
     load_average,
+    machine_section,
     now_iso,
+    publish,
     running_server,
 )
-from bench.tools import DiskUsage, StepResult, Vaultwatch, disk_usage, write_results
+from bench.tools import DiskUsage, StepResult, Vaultwatch, disk_usage
 from vaultwatch.store.http import CA_CERT_ENV, CREDENTIAL_ENV, SCHEME
 
 GOAL_RATIO = 0.80
@@ -271,7 +273,7 @@ def render_table(results: dict[str, Any]) -> Table:
 
 def render_markdown(results: dict[str, Any]) -> str:
     """The report written next to the JSON."""
-    ds, m, best = results["dataset"], results["machine"], results["best"]
+    ds, best = results["dataset"], results["best"]
     met = results["goal"]["met"]
     eng = results["engine_ratio"]
     lines = [
@@ -321,15 +323,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Machine",
-        "",
-        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}; load average before "
-        f"{results['load_average_before']}, after {m['load_average']} (a shared machine: "
-        "*others' CPU* is what everything but the client used during its backup, the gateway "
-        "included).",
-        "",
-        f"Command: `{results['command']}`",
-        "",
+        *machine_section(
+            results,
+            "*others' CPU* is what everything but the client used during its backup, "
+            "the gateway included",
+        ),
     ]
     return "\n".join(lines)
 
@@ -348,8 +346,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2, help="backups of each kind (default 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-drop-caches", dest="drop_caches", action="store_false")
-    parser.add_argument("--workdir", type=Path, default=WORK_DIR / "gateway-throughput")
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    add_output_options(parser, "gateway-throughput")
     args = parser.parse_args(argv)
     if not 1 <= args.repeat <= 10:
         parser.error("--repeat must be between 1 and 10")
@@ -358,7 +355,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    console = bench_console()
     settings = Settings(
         workdir=args.workdir,
         size=args.size,
@@ -370,9 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = run_gateway_throughput(settings, console)
     results["seconds"] = round(time.perf_counter() - t0, 1)
-    paths = write_results("gateway-throughput", results, render_markdown(results), args.results)
-    console.print(render_table(results))
-    console.print("Wrote " + " and ".join(str(p) for p in paths))
+    publish(
+        "gateway-throughput",
+        results,
+        render_markdown(results),
+        render_table(results),
+        args.results,
+        console,
+    )
     return 0 if results["goal"]["met"] else 2
 
 

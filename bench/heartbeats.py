@@ -50,21 +50,23 @@ from rich.table import Table
 from bench.backup_bench import prepare_workdir
 from bench.datagen import MIB, format_size, parse_size
 from bench.service import (
-    RESULTS_DIR,
-    WORK_DIR,
     Enrolled,
     ServerProcess,
+    add_output_options,
+    bench_console,
     describe_catalog,
     fresh_postgres_database,
     host_info,
     load_average,
+    machine_section,
     now_iso,
     percentiles,
     postgres_server_url,
     process_cpu_seconds,
+    publish,
     running_server,
 )
-from bench.tools import busy_cpu_seconds, write_results
+from bench.tools import busy_cpu_seconds
 
 GOAL_P99_SECONDS = 0.100
 ENGINES = ("sqlite", "postgresql")
@@ -748,7 +750,7 @@ def render_table(results: dict[str, Any]) -> Table:
 
 def render_markdown(results: dict[str, Any]) -> str:
     """The report written next to the JSON."""
-    p, m = results["parameters"], results["machine"]
+    p = results["parameters"]
     lines = [
         f"# Heartbeat latency — {results['started_at']}",
         "",
@@ -827,14 +829,10 @@ def render_markdown(results: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "## Machine",
-        "",
-        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}; load average before "
-        f"{results['load_average_before']}, after {m['load_average']} (a shared machine: other "
-        "work ran meanwhile; the server, the generator and the uploads share its cores).",
-        "",
-        f"Command: `{results['command']}`",
-        "",
+        *machine_section(
+            results,
+            "other work ran meanwhile; the server, the generator and the uploads share its cores",
+        ),
     ]
     return "\n".join(lines)
 
@@ -887,8 +885,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url", default=None, help="server URL (default: scripts/ensure-postgres.sh)"
     )
-    parser.add_argument("--workdir", type=Path, default=WORK_DIR / "heartbeats")
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    add_output_options(parser, "heartbeats")
     args = parser.parse_args(argv)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if not args.engines or any(e not in ENGINES for e in args.engines):
@@ -902,7 +899,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    console = bench_console()
     settings = Settings(
         workdir=args.workdir,
         agents=args.agents,
@@ -920,9 +917,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(f"load average before: {load_average()}")
     results = run_heartbeats(settings, console)
-    paths = write_results("heartbeats", results, render_markdown(results), args.results)
-    console.print(render_table(results))
-    console.print("Wrote " + " and ".join(str(p) for p in paths))
+    publish(
+        "heartbeats",
+        results,
+        render_markdown(results),
+        render_table(results),
+        args.results,
+        console,
+    )
     if not results["ok"]:
         return 1
     steady = [g for g in results["goals"] if g["phase"] == "steady"]

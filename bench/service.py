@@ -9,12 +9,14 @@ listens on and talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
+from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.backup_bench import machine_info
-from bench.tools import REPO_ROOT, Vaultwatch
+from bench.tools import REPO_ROOT, Vaultwatch, write_results
 from vaultwatch.catalog import Catalog, audit
 from vaultwatch.catalog.enrollment import create_enrollment_token
 from vaultwatch.catalog.tenants import create_tenant
@@ -329,3 +333,46 @@ def os_env_without_secrets() -> dict[str, str]:
     for name in ("VAULTWATCH_PASSPHRASE", "VAULTWATCH_AGENT_CREDENTIAL"):
         env.pop(name, None)
     return env
+
+
+# -- what every service benchmark's command line and report share ----------------------------
+
+
+def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--workdir`` (default bench/work/<name>) and ``--results``."""
+    parser.add_argument("--workdir", type=Path, default=WORK_DIR / name)
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+
+
+def bench_console() -> Console:
+    """A console that keeps wide tables readable in a log as well as on a terminal."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+def machine_section(results: dict[str, Any], shared: str, before: str = "") -> list[str]:
+    """The report's closing Markdown: the machine, its load, and the command that ran."""
+    m = results["machine"]
+    return [
+        "## Machine",
+        "",
+        f"{m['cpu']}, {m['cores']} cores, Python {m['python']}; load average before{before} "
+        f"{results['load_average_before']}, after {m['load_average']} (a shared machine: "
+        f"{shared}).",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+    ]
+
+
+def publish(
+    name: str,
+    results: dict[str, Any],
+    markdown: str,
+    table: Table,
+    out_dir: Path,
+    console: Console,
+) -> None:
+    """Write the JSON and Markdown results and show the table and where they went."""
+    paths = write_results(name, results, markdown, out_dir)
+    console.print(table)
+    console.print("Wrote " + " and ".join(str(p) for p in paths))
