@@ -357,10 +357,12 @@ class Repository:
         if len(missing) < 2:
             return  # load_tree does as well for one
         loaded = self.load_trees(missing, workers=1)
+        self._remember_trees({t: tree for t, tree in loaded.items() if isinstance(tree, Tree)})
+
+    def _remember_trees(self, trees: dict[bytes, Tree]) -> None:
+        """Add parsed trees to the cache, dropping the least recently used beyond its size."""
         with self._cache_lock:
-            for tree_id, tree in loaded.items():
-                if isinstance(tree, Tree):
-                    self._tree_cache[tree_id] = tree
+            self._tree_cache.update(trees)
             while len(self._tree_cache) > _TREE_CACHE_SIZE:
                 self._tree_cache.popitem(last=False)
 
@@ -492,10 +494,7 @@ class Repository:
                 self._tree_cache.move_to_end(tree_id)
                 return tree
         tree = Tree.from_bytes(self.load_blob(tree_id), tree_id.hex())
-        with self._cache_lock:
-            self._tree_cache[tree_id] = tree
-            if len(self._tree_cache) > _TREE_CACHE_SIZE:
-                self._tree_cache.popitem(last=False)
+        self._remember_trees({tree_id: tree})
         return tree
 
     def writer(self, *, upload_workers: int = 2) -> BlobWriter:
