@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +28,8 @@ from vaultwatch.catalog.security import new_token_key
 from vaultwatch.catalog.users import count_users, create_user
 from vaultwatch.engine.memory import short_gil_slices
 from vaultwatch.gateway import schemas
+from vaultwatch.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from vaultwatch.gateway.priority import ControlFirstMiddleware, ControlGate
 from vaultwatch.gateway.problems import install_problem_handlers, problem_response
 from vaultwatch.gateway.routes import API_PREFIX, OBJECTS, router
 from vaultwatch.gateway.service import GatewayService
@@ -48,12 +50,6 @@ from vaultwatch.server_config import (
 from vaultwatch.store.url import open_store
 
 log = logging.getLogger("vaultwatch.server")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 # -- init --------------------------------------------------------------------------------------
@@ -285,7 +281,30 @@ def build_app(
         limit=settings.max_json_bytes,
         exempt_prefix=f"{API_PREFIX}{OBJECTS}/",
     )
+    app.state.control_gate = ControlGate()
+    app.add_middleware(
+        ControlFirstMiddleware,
+        gate=app.state.control_gate,
+        is_bulk=is_bulk_transfer,
+        is_control=is_control_request,
+    )
     return app
+
+
+_OBJECT_PATH = f"{API_PREFIX}{OBJECTS}/"
+
+
+def is_bulk_transfer(scope: Scope) -> bool:
+    """A vault object upload or download: its body is pack data, megabytes long."""
+    return scope.get("method") in ("PUT", "GET") and str(scope.get("path", "")).startswith(
+        _OBJECT_PATH
+    )
+
+
+def is_control_request(scope: Scope) -> bool:
+    """A short agent API request (heartbeat, job report, listing ...) or a health probe."""
+    path = str(scope.get("path", ""))
+    return path == "/healthz" or path.startswith(API_PREFIX + "/")
 
 
 # -- run ---------------------------------------------------------------------------------------

@@ -154,3 +154,19 @@ def enroll(catalog: Catalog, tenant: Tenant, key: bytes, hostname: str = "srv1")
         issued = create_enrollment_token(session, tenant.id, key=key, created_by=ACTOR)
     with catalog.session() as session:
         return redeem_enrollment_token(session, issued.plaintext, key=key, hostname=hostname)
+
+
+def terminate_other_connections(url: URL) -> int:
+    """Terminate every other connection to the database: a restart, as the pool sees it."""
+    admin = Catalog(url)
+    try:
+        with admin.session() as session:
+            killed = session.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        admin.dispose()
+    return int(killed)

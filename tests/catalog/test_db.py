@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
-from tests.catalog.conftest import add_tenant
-from vaultwatch.catalog import Catalog, Tenant
+from tests.catalog.conftest import add_tenant, terminate_other_connections
+from vaultwatch.catalog import Catalog, Tenant, db
 
 
 def _commit_sync(catalog: Catalog, *, telemetry: bool) -> str:
@@ -39,3 +42,54 @@ def test_telemetry_sessions_commit_and_roll_back_like_any_other(catalog: Catalog
     with catalog.session() as session:
         allowed = session.execute(select(Tenant.escrow_allowed)).scalars().all()
     assert allowed == [True]
+
+
+ON_POSTGRESQL = pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
+
+
+def _backend_pid(catalog: Catalog) -> int:
+    with catalog.session() as session:
+        return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+@ON_POSTGRESQL
+def test_idle_pooled_connections_are_checked_before_use(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection that sat idle and died meanwhile is replaced: the caller sees no error."""
+    before = _backend_pid(catalog)
+    assert terminate_other_connections(catalog.engine.url) >= 1
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # as if it sat idle for long
+    assert _backend_pid(catalog) != before
+
+
+@ON_POSTGRESQL
+def test_recently_used_connections_skip_the_ping(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection used a moment ago goes out unpinged: one round trip less per transaction."""
+    dialect = catalog.engine.dialect
+    pings: list[object] = []
+    real_ping = dialect.do_ping
+
+    def counting_ping(dbapi_connection: Any) -> bool:
+        pings.append(dbapi_connection)
+        return real_ping(dbapi_connection)
+
+    monkeypatch.setattr(dialect, "do_ping", counting_ping)
+    first = _backend_pid(catalog)
+    assert _backend_pid(catalog) == first
+    assert pings == []
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    assert _backend_pid(catalog) == first
+    assert len(pings) == 1
+
+
+@ON_POSTGRESQL
+def test_a_connection_lost_mid_use_fails_once_then_the_pool_recovers(catalog: Catalog) -> None:
+    """Within the no-ping second a restart costs one failed statement, not a broken pool."""
+    _backend_pid(catalog)
+    terminate_other_connections(catalog.engine.url)
+    with pytest.raises(OperationalError), catalog.session() as session:
+        session.execute(text("SELECT 1"))
+    assert _backend_pid(catalog) > 0

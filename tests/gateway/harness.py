@@ -138,6 +138,30 @@ def upload(
     )
 
 
+def heartbeat_body(**changes: Any) -> dict[str, Any]:
+    """A valid heartbeat request body (two backup sets), with `changes` applied."""
+    body: dict[str, Any] = {
+        "agent_version": "1.2.3",
+        "hostname": "web-01",
+        "platform": "linux-x86_64",
+        "free_disk_bytes": 123456789,
+        "gateways": {"https://gw1:8443": True, "https://gw2:8443": False},
+        "backup_sets": [
+            {"name": "etc", "paths": ["/etc"], "mode": "continuous", "rpo_seconds": 900},
+            {
+                "name": "db",
+                "paths": ["/var/lib/db"],
+                "mode": "scheduled",
+                "rpo_seconds": 86400,
+                "schedule": "daily 02:00",
+                "excludes": ["*.tmp"],
+            },
+        ],
+    }
+    body.update(changes)
+    return body
+
+
 def content_name(data: bytes, kind: str = "data") -> str:
     """The name a content-addressed object must have."""
     h = blake3.blake3(data).hexdigest()

@@ -9,35 +9,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import Engine, event, select
 
-from tests.gateway.harness import EnrolledAgent, GatewayServer, content_name, upload
-from vaultwatch.catalog import Agent, BackupMode, BackupSet, Heartbeat, Job, JobState, Snapshot
+from tests.catalog.conftest import terminate_other_connections
+from tests.gateway.harness import (
+    EnrolledAgent,
+    GatewayServer,
+    content_name,
+    heartbeat_body,
+    upload,
+)
+from vaultwatch.catalog import (
+    Agent,
+    BackupMode,
+    BackupSet,
+    Heartbeat,
+    Job,
+    JobState,
+    Snapshot,
+    db,
+)
 
 PROBLEM = "application/problem+json"
-
-
-def _beat(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "agent_version": "1.2.3",
-        "hostname": "web-01",
-        "platform": "linux-x86_64",
-        "free_disk_bytes": 123456789,
-        "gateways": {"https://gw1:8443": True, "https://gw2:8443": False},
-        "backup_sets": [
-            {"name": "etc", "paths": ["/etc"], "mode": "continuous", "rpo_seconds": 900},
-            {
-                "name": "db",
-                "paths": ["/var/lib/db"],
-                "mode": "scheduled",
-                "rpo_seconds": 86400,
-                "schedule": "daily 02:00",
-                "excludes": ["*.tmp"],
-            },
-        ],
-    }
-    body.update(changes)
-    return body
 
 
 def _sets(gateway: GatewayServer, agent: EnrolledAgent) -> dict[str, BackupSet]:
@@ -49,7 +43,7 @@ def _sets(gateway: GatewayServer, agent: EnrolledAgent) -> dict[str, BackupSet]:
 def test_heartbeat_records_facts_and_sets(gateway: GatewayServer) -> None:
     agent = gateway.enroll()
     client = gateway.client(agent.credential)
-    r = client.post("/api/v1/heartbeat", json=_beat())
+    r = client.post("/api/v1/heartbeat", json=heartbeat_body())
     assert r.status_code == 200, r.text
     assert r.json()["backup_sets"] == 2
     with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
@@ -73,7 +67,7 @@ def test_heartbeat_records_facts_and_sets(gateway: GatewayServer) -> None:
     assert all(bs.enabled for bs in sets.values())
 
     # The agent's config changed: one set gone, one changed.
-    second = _beat(
+    second = heartbeat_body(
         backup_sets=[
             {"name": "etc", "paths": ["/etc", "/opt"], "mode": "continuous", "rpo_seconds": 60}
         ],
@@ -88,7 +82,7 @@ def test_heartbeat_records_facts_and_sets(gateway: GatewayServer) -> None:
         assert row is not None and row.gateway_reachable is False
     # Reported again: enabled again, same row.
     db_id = sets["db"].id
-    assert client.post("/api/v1/heartbeat", json=_beat()).status_code == 200
+    assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200
     assert _sets(gateway, agent)["db"].id == db_id
     assert _sets(gateway, agent)["db"].enabled
 
@@ -115,15 +109,15 @@ def test_unchanged_backup_sets_are_not_read_back_at_every_heartbeat(
     """A heartbeat repeating the sets it reported before skips them; a change is written at once."""
     agent = gateway.enroll()
     client = gateway.client(agent.credential)
-    assert client.post("/api/v1/heartbeat", json=_beat()).status_code == 200
+    assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200
     with backup_set_queries() as queries:
-        r = client.post("/api/v1/heartbeat", json=_beat(free_disk_bytes=42))
+        r = client.post("/api/v1/heartbeat", json=heartbeat_body(free_disk_bytes=42))
     assert r.status_code == 200 and r.json()["backup_sets"] == 2
     assert queries == []
     with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
         row = session.get(Agent, agent.agent_id)
         assert row is not None and row.free_disk_bytes == 42  # the heartbeat itself landed
-    changed = _beat(
+    changed = heartbeat_body(
         backup_sets=[{"name": "etc", "paths": ["/etc"], "mode": "continuous", "rpo_seconds": 60}]
     )
     with backup_set_queries() as queries:
@@ -136,12 +130,12 @@ def test_unchanged_backup_sets_are_not_read_back_at_every_heartbeat(
 
 def test_heartbeat_validation(gateway: GatewayServer) -> None:
     client = gateway.client(gateway.enroll().credential)
-    scheduled_without_schedule = _beat(
+    scheduled_without_schedule = heartbeat_body(
         backup_sets=[{"name": "x", "paths": ["/x"], "mode": "scheduled", "rpo_seconds": 60}]
     )
     r = client.post("/api/v1/heartbeat", json=scheduled_without_schedule)
     assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
-    duplicate = _beat(
+    duplicate = heartbeat_body(
         backup_sets=[
             {"name": "x", "paths": ["/x"], "mode": "continuous", "rpo_seconds": 60},
             {"name": "x", "paths": ["/y"], "mode": "continuous", "rpo_seconds": 60},
@@ -149,13 +143,19 @@ def test_heartbeat_validation(gateway: GatewayServer) -> None:
     )
     assert client.post("/api/v1/heartbeat", json=duplicate).status_code == 400
     for bad in (
-        _beat(free_disk_bytes=-1),
-        _beat(agent_version=""),
-        _beat(backup_sets=[{"name": "x", "paths": [], "mode": "continuous", "rpo_seconds": 1}]),
-        _beat(backup_sets=[{"name": "x", "paths": ["/"], "mode": "hourly", "rpo_seconds": 1}]),
-        _beat(backup_sets=[{"name": "x", "paths": ["/"], "mode": "continuous", "rpo_seconds": 0}]),
-        _beat(tenant_id=str(uuid.uuid4())),
-        _beat(gateways={"u": [1]}),
+        heartbeat_body(free_disk_bytes=-1),
+        heartbeat_body(agent_version=""),
+        heartbeat_body(
+            backup_sets=[{"name": "x", "paths": [], "mode": "continuous", "rpo_seconds": 1}]
+        ),
+        heartbeat_body(
+            backup_sets=[{"name": "x", "paths": ["/"], "mode": "hourly", "rpo_seconds": 1}]
+        ),
+        heartbeat_body(
+            backup_sets=[{"name": "x", "paths": ["/"], "mode": "continuous", "rpo_seconds": 0}]
+        ),
+        heartbeat_body(tenant_id=str(uuid.uuid4())),
+        heartbeat_body(gateways={"u": [1]}),
     ):
         r = client.post("/api/v1/heartbeat", json=bad)
         assert r.status_code == 422, r.text
@@ -187,7 +187,7 @@ def _put_job(client: httpx.Client, uid: uuid.UUID, **changes: Any) -> httpx.Resp
 def test_job_lifecycle(gateway: GatewayServer) -> None:
     agent = gateway.enroll()
     client = gateway.client(agent.credential)
-    assert client.post("/api/v1/heartbeat", json=_beat()).status_code == 200
+    assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200
     uid = uuid.uuid4()
     first = _put_job(client, uid, state="queued", bytes_done=0)
     assert first.status_code == 201, first.text
@@ -267,7 +267,7 @@ def _stored_job(gateway: GatewayServer, agent: EnrolledAgent, uid: uuid.UUID) ->
 def test_waiting_for_network_then_succeeded_are_stored_as_such(gateway: GatewayServer) -> None:
     agent = gateway.enroll()
     client = gateway.client(agent.credential)
-    assert client.post("/api/v1/heartbeat", json=_beat()).status_code == 200
+    assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200
     uid = uuid.uuid4()
     assert _put_job(client, uid, state="running", bytes_done=100).status_code == 201
 
@@ -326,3 +326,22 @@ def test_job_validation(gateway: GatewayServer) -> None:
     # No backup set by that name (yet): the job is kept, unlinked.
     r = client.put(f"/api/v1/jobs/{uuid.uuid4()}", json=_job(backup_set="unknown", kind="restore"))
     assert r.status_code == 201
+
+
+@pytest.mark.parametrize("gateway", ["postgresql"], indirect=True)
+def test_a_lost_catalog_connection_is_a_retryable_503(
+    gateway: GatewayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database restart between checks fails one request with 503, and the next one succeeds."""
+    agent = gateway.enroll()
+    client = gateway.client(agent.credential)
+    assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no connection looks idle
+    assert terminate_other_connections(gateway.catalog.engine.url) >= 1
+    gateway.catalog.engine.dispose()  # the harness's own connections died too
+    r = client.post("/api/v1/heartbeat", json=heartbeat_body())
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert r.headers["retry-after"] == "5"
+    assert r.json()["type"] == "urn:vaultwatch:problem:catalog-unavailable"
+    assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200

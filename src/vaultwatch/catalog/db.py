@@ -14,6 +14,7 @@ stale read snapshot to a write lock (which SQLite would refuse at once with
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
@@ -66,20 +68,20 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     connections shareable across threads. An in-memory database (`sqlite://`)
     uses one shared connection, so it suits single-threaded tests and demos
     only: concurrent sessions would share one transaction.
-    PostgreSQL connections report times in UTC and are checked before use, so
-    a database restart costs one retry, not an error.
+    PostgreSQL connections report times in UTC and are checked before use
+    when they sat idle (see `_ping_when_idle`), so a database restart costs a
+    retry, not an error.
     """
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _make_sqlite_engine(parsed, echo=echo)
     if backend == "postgresql":
-        return create_engine(
+        engine = create_engine(
             parsed,
             echo=echo,
             pool_size=10,
             max_overflow=20,
-            pool_pre_ping=True,
             pool_recycle=1800,
             connect_args={
                 "options": "-c timezone=UTC",
@@ -87,7 +89,40 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
                 "connect_timeout": 10,
             },
         )
+        _ping_when_idle(engine)
+        return engine
     raise ValueError(f"unsupported catalog database {backend!r}: use sqlite:// or postgresql://")
+
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged before it is used.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check pooled connections that sat idle before handing them out.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: a round trip per
+    transaction, 1 in 11 of a heartbeat's when we measured, and each one
+    waits for a core on a busy server. A connection that served a
+    transaction within the last second is used as it is; should the database
+    have restarted in that second, that one statement fails, SQLAlchemy sees
+    the disconnect and drops every older pooled connection, and the caller
+    gets a retryable error (503 from the API).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _note_idle(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # new, or busy a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 def _make_sqlite_engine(url: URL, *, echo: bool) -> Engine:
@@ -147,6 +182,18 @@ def session_tenant(session: Session) -> uuid.UUID | None:
     """The tenant a session is scoped to (None when service-wide or not a CatalogSession)."""
     value = session.info.get(_TENANT_KEY)
     return value if isinstance(value, uuid.UUID) else None
+
+
+def confine_to_tenant(session: Session, tenant_id: uuid.UUID) -> None:
+    """From now on the session sees and writes only `tenant_id`'s rows.
+
+    For a transaction that learns its tenant from a credential it checks
+    first; a session already confined to another tenant cannot be moved.
+    """
+    current = session_tenant(session)
+    if current is not None and current != tenant_id:
+        raise TenantScopeError("this session is confined to another tenant")
+    session.info[_TENANT_KEY] = tenant_id
 
 
 _tenant_models_cache: tuple[int, tuple[type[Any], ...]] = (0, ())

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from vaultwatch.catalog import audit
@@ -266,6 +266,19 @@ class AuthenticatedAgent:
     hostname: str
 
 
+MAX_CREDENTIAL_LENGTH = 200
+
+
+def is_agent_credential_shaped(credential: str) -> bool:
+    """Whether `credential` could be an agent credential at all (no database needed).
+
+    Lets the API refuse garbage with 401 before it even parses the body.
+    """
+    return len(credential) <= MAX_CREDENTIAL_LENGTH and token_has_purpose(
+        credential, TokenPurpose.AGENT_CREDENTIAL
+    )
+
+
 def authenticate_agent(session: Session, credential: str, *, key: bytes) -> AuthenticatedAgent:
     """The agent (and its tenant's name) that owns `credential`.
 
@@ -274,7 +287,7 @@ def authenticate_agent(session: Session, credential: str, *, key: bytes) -> Auth
     starts here, so it selects the few columns it needs rather than loading
     entities (a third of a heartbeat's cost when it did).
     """
-    if not token_has_purpose(credential, TokenPurpose.AGENT_CREDENTIAL):
+    if not is_agent_credential_shaped(credential):
         raise InvalidCredentialError("invalid agent credential")
     rows = session.execute(
         select(
@@ -297,18 +310,4 @@ def authenticate_agent(session: Session, credential: str, *, key: bytes) -> Auth
             if retired_at is not None:
                 break
             return AuthenticatedAgent(agent_id, tenant_id, tenant_name, hostname)
-    raise InvalidCredentialError("invalid agent credential")
-    candidates = session.execute(
-        select(AgentCredential)
-        .where(
-            AgentCredential.prefix == token_prefix(credential),
-            AgentCredential.revoked_at.is_(None),
-        )
-        .options(joinedload(AgentCredential.agent).joinedload(Agent.tenant))
-    ).scalars()
-    for candidate in candidates:
-        if verify_token(credential, candidate.digest, TokenPurpose.AGENT_CREDENTIAL, key):
-            if candidate.agent.retired_at is not None:
-                break
-            return candidate.agent
     raise InvalidCredentialError("invalid agent credential")

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaultwatch.errors import VaultwatchError
@@ -119,6 +120,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _catalog_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A lost or refused catalog connection: the client should retry, the operator should look."""
+    assert isinstance(exc, OperationalError)
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    # The driver's message only: SQLAlchemy's own text would carry the statement's parameters.
+    log.warning("%s %s: the catalog is unavailable: %s", request.method, request.url.path, reason)
+    return problem_response(
+        503,
+        "the catalog database is unavailable; retry shortly",
+        slug="catalog-unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -131,4 +146,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VaultwatchError, _vaultwatch_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _catalog_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vaultwatch import __version__
+from vaultwatch.catalog.enrollment import is_agent_credential_shaped
 from vaultwatch.catalog.errors import InvalidCredentialError
 from vaultwatch.gateway import schemas
 from vaultwatch.gateway.problems import PROBLEM_JSON
@@ -51,24 +52,37 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
 }
 
 
-def service_of(request: Request) -> GatewayService:
-    """The app's GatewayService."""
+async def service_of(request: Request) -> GatewayService:
+    """The app's GatewayService (async: FastAPI runs a plain function in a worker thread)."""
     service: GatewayService = request.app.state.gateway
     return service
 
 
-def current_agent(
-    request: Request,
+async def bearer_credential(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> AgentIdentity:
-    """The calling agent, from its bearer credential (401 problem otherwise)."""
+) -> str:
+    """The bearer credential, not yet checked (401 problem when there is none)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise InvalidCredentialError("an agent credential is required: Authorization: Bearer …")
-    return service_of(request).authenticate(credentials.credentials)
+    if not is_agent_credential_shaped(credentials.credentials):
+        raise InvalidCredentialError("invalid agent credential")
+    return credentials.credentials
+
+
+Credential = Annotated[str, Depends(bearer_credential)]
+Service = Annotated[GatewayService, Depends(service_of)]
+
+
+async def current_agent(credential: Credential, service: Service) -> AgentIdentity:
+    """The calling agent, from its bearer credential (401 problem otherwise).
+
+    Checked before the body is validated, so a caller without a valid
+    credential learns nothing but 401.
+    """
+    return await anyio.to_thread.run_sync(service.authenticate, credential)
 
 
 Agent = Annotated[AgentIdentity, Depends(current_agent)]
-Service = Annotated[GatewayService, Depends(service_of)]
 ObjectName = Annotated[str, Path(description="Object name, e.g. data/ab/ab12… or locks/…")]
 
 router = APIRouter(prefix=API_PREFIX, responses=_PROBLEMS)
@@ -304,21 +318,27 @@ def delete_object(name: ObjectName, agent: Agent, service: Service) -> Response:
     tags=["agents"],
     summary="Report that the agent is alive, with its facts and backup sets",
 )
-def heartbeat(
-    body: schemas.HeartbeatRequest, agent: Agent, service: Service
+async def heartbeat(
+    body: schemas.HeartbeatRequest, credential: Credential, service: Service
 ) -> schemas.HeartbeatResponse:
-    """Updates last_seen, host facts and the agent's backup sets."""
-    ack = service.heartbeat(
-        agent,
-        HeartbeatReport(
-            agent_version=body.agent_version,
-            hostname=body.hostname,
-            platform=body.platform,
-            free_disk_bytes=body.free_disk_bytes,
-            gateways=dict(body.gateways),
-            backup_sets=[bs.to_domain() for bs in body.backup_sets],
-        ),
+    """Updates last_seen, host facts and the agent's backup sets.
+
+    Async, with the credential check and the catalog work in one
+    worker-thread call (a plain function would cost three more: FastAPI runs
+    its dependencies and the response's validation in threads too), since
+    every hop waits for the event loop, which uploads keep busy. So a
+    well-formed but wrong credential with an invalid body gets 422 where
+    other routes answer 401; no body is acted on without a valid credential.
+    """
+    report = HeartbeatReport(
+        agent_version=body.agent_version,
+        hostname=body.hostname,
+        platform=body.platform,
+        free_disk_bytes=body.free_disk_bytes,
+        gateways=dict(body.gateways),
+        backup_sets=[bs.to_domain() for bs in body.backup_sets],
     )
+    ack = await anyio.to_thread.run_sync(service.heartbeat, credential, report)
     return schemas.HeartbeatResponse(server_time=ack.server_time, backup_sets=ack.backup_sets)
 
 
@@ -329,14 +349,17 @@ def heartbeat(
     summary="Create or update a job report (idempotent)",
     responses={201: {"description": "The job was created", "model": schemas.JobResponse}},
 )
-def put_job(
+async def put_job(
     job_uid: uuid.UUID,
     body: schemas.JobReportIn,
     agent: Agent,
     service: Service,
 ) -> JSONResponse:
-    """The job's state and progress; a succeeded or partial backup's snapshot is recorded too."""
-    ack = service.report_job(agent, job_uid, body.to_domain())
+    """The job's state and progress; a succeeded or partial backup's snapshot is recorded too.
+
+    One worker-thread call, as for heartbeats: agents report progress every few seconds.
+    """
+    ack = await anyio.to_thread.run_sync(service.report_job, agent, job_uid, body.to_domain())
     out = schemas.JobResponse(
         job_uid=ack.job_uid,
         state=body.state,
