@@ -88,19 +88,22 @@ def test_heartbeat_records_facts_and_sets(gateway: GatewayServer) -> None:
 
 
 @contextmanager
-def backup_set_queries() -> Iterator[list[str]]:
-    """SELECTs from backup_sets that any engine in this process runs meanwhile."""
+def statements_run() -> Iterator[list[str]]:
+    """The SQL statements any engine in this process runs meanwhile (the gateway runs in it)."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM backup_sets" in statement:
-            seen.append(statement)
+        seen.append(" ".join(statement.split()))
 
     event.listen(Engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
         event.remove(Engine, "before_cursor_execute", record)
+
+
+def _backup_set_reads(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.upper().startswith("SELECT") and "FROM backup_sets" in s]
 
 
 def test_unchanged_backup_sets_are_not_read_back_at_every_heartbeat(
@@ -110,22 +113,46 @@ def test_unchanged_backup_sets_are_not_read_back_at_every_heartbeat(
     agent = gateway.enroll()
     client = gateway.client(agent.credential)
     assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200
-    with backup_set_queries() as queries:
+    with statements_run() as statements:
         r = client.post("/api/v1/heartbeat", json=heartbeat_body(free_disk_bytes=42))
     assert r.status_code == 200 and r.json()["backup_sets"] == 2
-    assert queries == []
+    assert _backup_set_reads(statements) == []
     with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
         row = session.get(Agent, agent.agent_id)
         assert row is not None and row.free_disk_bytes == 42  # the heartbeat itself landed
     changed = heartbeat_body(
         backup_sets=[{"name": "etc", "paths": ["/etc"], "mode": "continuous", "rpo_seconds": 60}]
     )
-    with backup_set_queries() as queries:
+    with statements_run() as statements:
         r = client.post("/api/v1/heartbeat", json=changed)
     assert r.status_code == 200 and r.json()["backup_sets"] == 1
-    assert queries
+    assert _backup_set_reads(statements)
     sets = _sets(gateway, agent)
     assert sets["etc"].rpo_target_seconds == 60 and not sets["db"].enabled
+
+
+def test_a_routine_heartbeat_is_three_statements(gateway: GatewayServer) -> None:
+    """Credential check (with the database clock), agent update, history row: nothing else.
+
+    On PostgreSQL one more sets the transaction's commit mode; every statement
+    is a round trip, and round trips are what heartbeats wait for under load.
+    """
+    agent = gateway.enroll()
+    client = gateway.client(agent.credential)
+    assert client.post("/api/v1/heartbeat", json=heartbeat_body()).status_code == 200
+    with statements_run() as statements:
+        r = client.post("/api/v1/heartbeat", json=heartbeat_body(free_disk_bytes=7))
+    assert r.status_code == 200
+    verbs = [" ".join(s.split()[:2]).upper() for s in statements]
+    expected = ["SELECT AGENT_CREDENTIALS.DIGEST,", "UPDATE AGENTS", "INSERT INTO"]
+    if gateway.engine == "postgresql":
+        expected.insert(0, "SET LOCAL")
+    assert verbs == expected, statements
+    with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
+        row = session.get(Agent, agent.agent_id)
+        assert row is not None and row.free_disk_bytes == 7
+        beats = session.execute(select(Heartbeat).where(Heartbeat.agent_id == agent.agent_id))
+        assert len(beats.scalars().all()) == 2
 
 
 def test_heartbeat_validation(gateway: GatewayServer) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Result, or_, select, update
 from sqlalchemy.orm import Session
 
-from vaultwatch.catalog.db import database_now
+from vaultwatch.catalog.db import database_now, session_tenant
 from vaultwatch.catalog.errors import AgentNotFoundError, ValidationError
 from vaultwatch.catalog.models import Agent, Heartbeat
 
@@ -49,15 +49,38 @@ def record_heartbeat(
     gateway_reachable: bool,
     now: datetime | None = None,
 ) -> Heartbeat:
-    """Store a heartbeat and bring the agent's latest facts and `last_seen_at` up to date."""
+    """Store a heartbeat and bring the agent's latest facts and `last_seen_at` up to date.
+
+    Two statements without loading the agent (an UPDATE that only moves
+    `last_seen_at` forward, then the INSERT): this runs for every agent every
+    30 seconds. A late heartbeat is kept but leaves the newer facts alone. In
+    a tenant-scoped session an agent of another tenant is not found.
+    """
     _check_heartbeat(version, host_facts, free_disk_bytes)
-    agent = session.get(Agent, agent_id)
-    if agent is None:
-        raise AgentNotFoundError(f"no agent with id {agent_id}")
     now = now or database_now(session)
+    moved = session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id)
+        .where(or_(Agent.last_seen_at.is_(None), Agent.last_seen_at < now))
+        .values(
+            last_seen_at=now,
+            version=version,
+            host_facts=host_facts,
+            free_disk_bytes=free_disk_bytes,
+            gateway_reachable=gateway_reachable,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    tenant_id = session_tenant(session)
+    if tenant_id is None or not _rowcount(moved):
+        tenant_id = session.execute(
+            select(Agent.tenant_id).where(Agent.id == agent_id)
+        ).scalar_one_or_none()
+        if tenant_id is None:
+            raise AgentNotFoundError(f"no agent with id {agent_id}")
     heartbeat = Heartbeat(
-        tenant_id=agent.tenant_id,
-        agent_id=agent.id,
+        tenant_id=tenant_id,
+        agent_id=agent_id,
         received_at=now,
         version=version,
         host_facts=host_facts,
@@ -65,35 +88,12 @@ def record_heartbeat(
         gateway_reachable=gateway_reachable,
     )
     session.add(heartbeat)
-    if agent.last_seen_at is None or agent.last_seen_at < now:
-        agent.last_seen_at = now
-        agent.version = version
-        agent.host_facts = host_facts
-        agent.free_disk_bytes = free_disk_bytes
-        agent.gateway_reachable = gateway_reachable
     session.flush()
     return heartbeat
 
 
-def agent_and_now(session: Session, agent_id: uuid.UUID) -> tuple[Agent, datetime]:
-    """The agent and the database's time, in one round trip on PostgreSQL.
-
-    A heartbeat needs both; asking for the clock with the row saves a
-    statement on the hot path (see `database_now` for why the database's clock).
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        row = session.execute(
-            select(Agent, func.clock_timestamp()).where(Agent.id == agent_id)
-        ).one_or_none()
-        if row is None:
-            raise AgentNotFoundError(f"no agent with id {agent_id}")
-        agent, now = row
-        assert isinstance(now, datetime)
-        return agent, now.astimezone(UTC)
-    found = session.get(Agent, agent_id)
-    if found is None:
-        raise AgentNotFoundError(f"no agent with id {agent_id}")
-    return found, database_now(session)
+def _rowcount(result: Result[Any]) -> int:
+    return int(getattr(result, "rowcount", 0))
 
 
 def silent_agents(session: Session, *, since: datetime) -> list[Agent]:

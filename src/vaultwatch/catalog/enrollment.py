@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -41,6 +41,7 @@ from vaultwatch.catalog.security import (
     verify_token,
 )
 from vaultwatch.catalog.tenants import get_tenant
+from vaultwatch.catalog.types import utcnow
 
 DEFAULT_ENROLLMENT_TTL = timedelta(hours=24)
 MAX_ENROLLMENT_TTL = timedelta(days=30)
@@ -264,6 +265,8 @@ class AuthenticatedAgent:
     tenant_id: uuid.UUID
     tenant_name: str
     hostname: str
+    checked_at: datetime
+    """When the credential was checked, by the database's clock (see `database_now`)."""
 
 
 MAX_CREDENTIAL_LENGTH = 200
@@ -286,6 +289,8 @@ _CREDENTIAL_OWNERS = (
         AgentCredential.revoked_at.is_(None),
     )
 )
+#: The same, with the database's clock (one statement fewer for a heartbeat).
+_CREDENTIAL_OWNERS_AND_CLOCK = _CREDENTIAL_OWNERS.add_columns(func.clock_timestamp())
 
 
 def is_agent_credential_shaped(credential: str) -> bool:
@@ -308,10 +313,17 @@ def authenticate_agent(session: Session, credential: str, *, key: bytes) -> Auth
     """
     if not is_agent_credential_shaped(credential):
         raise InvalidCredentialError("invalid agent credential")
-    rows = session.execute(_CREDENTIAL_OWNERS, {"prefix": token_prefix(credential)}).all()
-    for digest, agent_id, tenant_id, tenant_name, hostname, retired_at in rows:
+    prefix = {"prefix": token_prefix(credential)}
+    on_postgresql = session.get_bind().dialect.name == "postgresql"
+    if on_postgresql:
+        rows = session.execute(_CREDENTIAL_OWNERS_AND_CLOCK, prefix).all()
+    else:
+        rows = session.execute(_CREDENTIAL_OWNERS, prefix).all()
+    for row in rows:
+        digest, agent_id, tenant_id, tenant_name, hostname, retired_at = row[:6]
         if verify_token(credential, digest, TokenPurpose.AGENT_CREDENTIAL, key):
             if retired_at is not None:
                 break
-            return AuthenticatedAgent(agent_id, tenant_id, tenant_name, hostname)
+            checked_at = row[6].astimezone(UTC) if on_postgresql else utcnow()
+            return AuthenticatedAgent(agent_id, tenant_id, tenant_name, hostname, checked_at)
     raise InvalidCredentialError("invalid agent credential")

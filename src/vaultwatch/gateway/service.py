@@ -22,10 +22,14 @@ from vaultwatch.catalog.agent_reports import (
     report_job,
     sync_backup_sets,
 )
-from vaultwatch.catalog.agents import agent_and_now, record_heartbeat
+from vaultwatch.catalog.agents import record_heartbeat
 from vaultwatch.catalog.db import confine_to_tenant, database_now
-from vaultwatch.catalog.enrollment import authenticate_agent, redeem_enrollment_token
-from vaultwatch.catalog.errors import AgentNotFoundError, InvalidCredentialError, ValidationError
+from vaultwatch.catalog.enrollment import (
+    AuthenticatedAgent,
+    authenticate_agent,
+    redeem_enrollment_token,
+)
+from vaultwatch.catalog.errors import ValidationError
 from vaultwatch.gateway.vault import AgentIdentity, VaultAccess
 
 MAX_PLATFORM_LENGTH = 200
@@ -123,13 +127,7 @@ class GatewayService:
             return self._identify(session, credential)
 
     def _identify(self, session: Session, credential: str) -> AgentIdentity:
-        agent = authenticate_agent(session, credential, key=self._key)
-        return AgentIdentity(
-            agent_id=agent.id,
-            tenant_id=agent.tenant_id,
-            tenant_name=agent.tenant_name,
-            hostname=agent.hostname,
-        )
+        return _identity(authenticate_agent(session, credential, key=self._key))
 
     def heartbeat(self, credential: str, report: HeartbeatReport) -> HeartbeatAck:
         """Check the credential, record last_seen and facts, bring the agent's backup sets up to date.
@@ -151,7 +149,8 @@ class GatewayService:
         reachable = any(report.gateways.values()) if report.gateways else True
         sets_key = hash(repr(report.backup_sets))
         with self.catalog.session(telemetry=True) as session:
-            identity = self._identify(session, credential)
+            checked = authenticate_agent(session, credential, key=self._key)
+            identity = _identity(checked)
             confine_to_tenant(session, identity.tenant_id)
             repository_id = self.vaults.repository_id(identity)
             synced = self._synced_sets.get(identity.agent_id)
@@ -160,22 +159,20 @@ class GatewayService:
                 and synced[0] == sets_key
                 and time.monotonic() - synced[1] < SETS_RESYNC_SECONDS
             )
-            try:
-                agent, now = agent_and_now(session, identity.agent_id)
-            except AgentNotFoundError:
-                raise InvalidCredentialError("invalid agent credential") from None
             beat = record_heartbeat(
                 session,
-                agent.id,
+                identity.agent_id,
                 version=report.agent_version,
                 host_facts=facts,
                 free_disk_bytes=report.free_disk_bytes,
                 gateway_reachable=reachable,
-                now=now,
+                now=checked.checked_at,
             )
             if sets_unchanged:
                 count = len(report.backup_sets)
             else:
+                agent = session.get(Agent, identity.agent_id)
+                assert agent is not None  # the credential check found it in this transaction
                 count = len(sync_backup_sets(session, agent, repository_id, report.backup_sets))
             ack = HeartbeatAck(server_time=beat.received_at, backup_sets=count)
         if not sets_unchanged:
@@ -200,6 +197,15 @@ class GatewayService:
             assert agent is not None
             job, created = report_job(session, agent, job_uid, report, repository_id=repository_id)
             return _job_ack(job, created)
+
+
+def _identity(agent: AuthenticatedAgent) -> AgentIdentity:
+    return AgentIdentity(
+        agent_id=agent.id,
+        tenant_id=agent.tenant_id,
+        tenant_name=agent.tenant_name,
+        hostname=agent.hostname,
+    )
 
 
 def _job_ack(job: Job, created: bool) -> JobAck:
