@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite talks to for real: PostgreSQL, and the
-# file-system tools the round-trip tests use (attr for extended attributes).
+# file-system tools the round-trip tests use (attr for extended attributes), and
+# systemd-analyze, which checks the agent's unit file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
