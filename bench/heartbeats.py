@@ -70,6 +70,8 @@ from bench.tools import busy_cpu_seconds
 
 GOAL_P99_SECONDS = 0.100
 ENGINES = ("sqlite", "postgresql")
+#: A generator lagging its timetable by more than this (p99) is flagged as the bottleneck.
+GENERATOR_BEHIND_SECONDS = 0.25
 
 
 @dataclass
@@ -816,6 +818,13 @@ def render_markdown(results: dict[str, Any]) -> str:
                 else ""
             )
             + (f"; errors: {'; '.join(phase['error_samples'])}" if phase["error_samples"] else "")
+            + (
+                f". **The generator could not keep to its timetable** (lag p99 {_ms(lag['p99'])}, "
+                f"{phase['generator_cpu_share']:.0%} CPU): this phase measures the one-process "
+                "load generator on this machine as much as the server"
+                if lag["p99"] is not None and lag["p99"] > GENERATOR_BEHIND_SECONDS
+                else ""
+            )
         )
     for engine, doc in results["engines"].items():
         if doc.get("enroll"):

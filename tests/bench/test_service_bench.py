@@ -172,6 +172,12 @@ def test_heartbeats(engine: str, tmp_path: Path, request: pytest.FixtureRequest)
     assert not [p for p in vaults.glob("*/data/*/*") if p.is_file()]
     markdown = heartbeats.render_markdown(results)
     assert f"| {engine} | steady |" in markdown
+    assert "could not keep to its timetable" not in markdown  # 6 heartbeats/s: easy
+    doc["phases"]["stress"]["send_lag_seconds"]["p99"] = 2.0
+    assert "**The generator could not keep to its timetable** (lag p99 2,000" in (
+        heartbeats.render_markdown(results)
+    )
+    doc["phases"]["stress"]["send_lag_seconds"]["p99"] = 0.001
     quiet_console().print(heartbeats.render_table(results))
     check_written("heartbeats", results, markdown, tmp_path / "results")
 
