@@ -35,7 +35,7 @@ def test_unknown_command_is_a_usage_error(cli: Cli) -> None:
 def test_unknown_option_is_a_usage_error(cli: Cli, repo: Path) -> None:
     result = cli("repo", "snapshots", "-r", repo, "--colour")
     assert result.exit_code == 2
-    assert "No such option: --colour" in result.stderr
+    assert "No such option" in result.stderr and "--colour" in result.stderr
 
 
 def test_missing_repository_exits_10(cli: Cli, tmp_path: Path) -> None:

@@ -110,7 +110,9 @@ def test_errors_as_the_shell_sees_them(tmp_path: Path, data: Path) -> None:
     assert unknown.returncode == 2 and "No such command" in unknown.stderr
 
     badopt = run("repo", "backup", "-r", repo, data, "--turbo")
-    assert badopt.returncode == 2 and "No such option: --turbo" in badopt.stderr
+    assert (
+        badopt.returncode == 2 and "No such option" in badopt.stderr and "--turbo" in badopt.stderr
+    )
 
     gone = run("repo", "backup", "-r", repo, tmp_path / "gone")
     assert gone.returncode == 1 and gone.stderr == f"error: {tmp_path / 'gone'} does not exist\n"

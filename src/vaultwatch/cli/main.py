@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
+from click.exceptions import ClickException
 from typer.core import TyperGroup
-from typer.exceptions import TyperException
 
 from vaultwatch import __version__
 from vaultwatch.cli.demo import demo
@@ -26,9 +26,9 @@ from vaultwatch.cli.output import error
 from vaultwatch.cli.repo import repo_app
 from vaultwatch.errors import VaultwatchError
 
-if TYPE_CHECKING:  # typer bundles its own click; its Context is what invoke receives
-    from typer._click.core import Command as ClickCommand
-    from typer._click.core import Context as ClickContext
+if TYPE_CHECKING:
+    from click import Command as ClickCommand
+    from click import Context as ClickContext
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
@@ -98,7 +98,7 @@ class VaultwatchGroup(TyperGroup):
     def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
-        except (TyperException, typer.Exit):
+        except (ClickException, typer.Exit):
             raise
         except typer.Abort:
             raise _fail("aborted", EXIT_INTERRUPTED) from None
