@@ -54,11 +54,18 @@ _TREE_CACHE_SIZE = 4096  # parsed trees kept: restores and diffs revisit them
 
 @dataclass(frozen=True)
 class ChunkerParams:
-    """FastCDC sizes in bytes (``avg`` is pyfastcdc's avg_size; real chunks average about avg + min)."""
+    """FastCDC sizes in bytes (``avg`` is pyfastcdc's avg_size; real chunks average about avg + min).
 
-    min_size: int = 16 * 1024
-    avg_size: int = 64 * 1024
-    max_size: int = 512 * 1024
+    32 KiB on average: a small change in a large file costs a 40 KiB chunk
+    rather than an 80 KiB one (the 1 GiB benchmark's 1 % change grew the
+    repository by 34 MiB instead of 40.5; restic's by 76), and the first
+    backup was as fast as with 64 KiB. Repositories keep the sizes they were
+    made with (they are in ``config``).
+    """
+
+    min_size: int = 8 * 1024
+    avg_size: int = 32 * 1024
+    max_size: int = 256 * 1024
 
 
 @dataclass(frozen=True)
