@@ -230,3 +230,12 @@ def test_arbitrary_json_parses_or_is_an_integrity_error(nodes_value: Any) -> Non
     data = json.dumps({"nodes": nodes_value}).encode()
     with contextlib.suppress(IntegrityError):
         Tree.from_bytes(data)
+
+
+def test_parsed_nodes_share_their_type_and_owner_strings() -> None:
+    """A snapshot's nodes are held in memory by the thousand: equal strings are one object."""
+    tree = Tree([Node(name=b"f%d" % i, type=FILE, user="root", group="staff") for i in range(50)])
+    parsed = Tree.from_bytes(tree.to_bytes()).nodes
+    assert [n.user for n in parsed] == ["root"] * 50
+    for attribute in ("type", "user", "group"):
+        assert len({id(getattr(n, attribute)) for n in parsed}) == 1, attribute

@@ -119,6 +119,7 @@ class _FilePlan:
     fresh: bool
     damaged: str = ""
     create_on_write: bool = False
+    rewritten: bool = False  # fresh, or some chunks differed: counted as restored
 
 
 class _SafeDirs:
@@ -331,10 +332,13 @@ class _Restore:
                     continue
             for off, bid in plan.chunks:
                 wanted[bid].append((plan, off))
+            plan.rewritten = plan.fresh or bool(plan.chunks)
+            plan.chunks = []  # in `wanted` now: one list per chunk is enough while writing
         by_pack: dict[bytes, list[BlobLocation]] = defaultdict(list)
         for bid in wanted:
             loc = self.locations[bid]
             by_pack[loc.pack_id].append(loc)
+        self.locations = {}  # the packs' lists hold what writing needs
         with ThreadPoolExecutor(self.workers, thread_name_prefix="restore") as pool:
             for _ in pool.map(
                 lambda item: self._restore_pack(item[0], item[1], wanted), sorted(by_pack.items())
@@ -393,7 +397,7 @@ class _Restore:
                     os.unlink(plan.path)
                 self.error(plan.path, f"not restored: {plan.damaged}")
                 continue
-            if plan.fresh or plan.chunks:
+            if plan.rewritten:
                 self.result.files_restored += 1
                 self.progress.add(files=1)
             done.append(plan)

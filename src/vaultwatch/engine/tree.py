@@ -25,6 +25,24 @@ BLOCKDEV = "blockdev"
 NODE_TYPES = (FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV)
 
 
+_CANONICAL_TYPES = {t: t for t in NODE_TYPES}
+
+#: Owner names seen while parsing trees, so 36,000 nodes owned by "root" share one string.
+_OWNER_NAMES: dict[str, str] = {}
+_OWNER_NAMES_LIMIT = 4096
+
+
+def _shared_name(value: object) -> str:
+    """The one copy of a user or group name (a snapshot has few distinct owners)."""
+    text = str(value)
+    shared = _OWNER_NAMES.get(text)
+    if shared is None:
+        if len(_OWNER_NAMES) < _OWNER_NAMES_LIMIT:
+            _OWNER_NAMES[text] = text
+        shared = text
+    return shared
+
+
 def _encode_bytes(doc: dict[str, Any], key: str, raw: bytes) -> None:
     try:
         doc[key] = raw.decode("utf-8")
@@ -116,8 +134,8 @@ class Node:
         get = doc.get
         name = doc.get("name")
         name_bytes = str(name).encode("utf-8") if name is not None else _decode_bytes(doc, "name")
-        kind = get("type")
-        if name_bytes is None or kind not in NODE_TYPES:
+        kind = _CANONICAL_TYPES.get(str(get("type")))  # one shared string, not one per node
+        if name_bytes is None or kind is None:
             raise ValueError("node without name or with unknown type")
         content = get("content")
         subtree = get("subtree")
@@ -128,8 +146,8 @@ class Node:
             int(get("mode", 0)),
             int(get("uid", 0)),
             int(get("gid", 0)),
-            str(get("user", "")),
-            str(get("group", "")),
+            _shared_name(get("user", "")),
+            _shared_name(get("group", "")),
             int(get("mtime_ns", 0)),
             int(get("atime_ns", 0)),
             int(get("ctime_ns", 0)),
