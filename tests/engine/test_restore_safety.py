@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import reopen
+from vaultwatch.engine import restore as restore_module
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.errors import EngineError
 from vaultwatch.engine.pack import DATA, TREE
@@ -129,3 +130,22 @@ def test_interrupted_restore_continues_without_rewriting_correct_files(
     assert os.stat(out / "f0.bin").st_ino == good_before.st_ino
     for i in range(4):
         assert (out / f"f{i}.bin").read_bytes() == big[i:] + bytes([i])
+
+
+def test_each_directory_is_checked_once_however_many_files_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The symlink check runs per directory, not per file: a restore asks for the same parent often."""
+    dirs = restore_module._SafeDirs(os.fsencode(tmp_path))
+    checked: list[bytes] = []
+    real_lstat = os.lstat
+
+    def counting_lstat(path: bytes) -> os.stat_result:
+        checked.append(path)
+        return real_lstat(path)
+
+    monkeypatch.setattr(restore_module.os, "lstat", counting_lstat)
+    paths = {dirs.ensure([b"srv", b"www"]) for _ in range(100)}
+    assert paths == {os.fsencode(tmp_path / "srv" / "www")}
+    assert checked == [os.fsencode(tmp_path / "srv"), os.fsencode(tmp_path / "srv" / "www")]
+    assert (tmp_path / "srv" / "www").is_dir()
