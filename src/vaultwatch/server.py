@@ -51,6 +51,9 @@ from vaultwatch.store.url import open_store
 
 log = logging.getLogger("vaultwatch.server")
 
+_OBJECT_PATH = f"{API_PREFIX}{OBJECTS}/"
+"""Where vault objects live: their bodies are pack data, limited and paced on their own."""
+
 
 # -- init --------------------------------------------------------------------------------------
 
@@ -279,7 +282,7 @@ def build_app(
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_json_bytes,
-        exempt_prefix=f"{API_PREFIX}{OBJECTS}/",
+        exempt_prefix=_OBJECT_PATH,
     )
     app.state.control_gate = ControlGate()
     app.add_middleware(
@@ -289,9 +292,6 @@ def build_app(
         is_control=is_control_request,
     )
     return app
-
-
-_OBJECT_PATH = f"{API_PREFIX}{OBJECTS}/"
 
 
 def is_bulk_transfer(scope: Scope) -> bool:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from vaultwatch.catalog import Agent, Catalog, Job
 from vaultwatch.catalog.agent_reports import (
     JobReport,
@@ -124,10 +122,7 @@ class GatewayService:
     def authenticate(self, credential: str) -> AgentIdentity:
         """The agent and tenant a bearer credential belongs to (InvalidCredentialError otherwise)."""
         with self.catalog.session() as session:
-            return self._identify(session, credential)
-
-    def _identify(self, session: Session, credential: str) -> AgentIdentity:
-        return _identity(authenticate_agent(session, credential, key=self._key))
+            return _identity(authenticate_agent(session, credential, key=self._key))
 
     def heartbeat(self, credential: str, report: HeartbeatReport) -> HeartbeatAck:
         """Check the credential, record last_seen and facts, bring the agent's backup sets up to date.
