@@ -12,6 +12,7 @@ from vaultwatch.engine.backup import backup
 from vaultwatch.engine.index import BlobLocation
 from vaultwatch.engine.pack import pack_name
 from vaultwatch.engine.repository import Repository
+from vaultwatch.store.local import LocalStore
 
 KIB = 1024
 
@@ -26,6 +27,14 @@ def record_reads(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> list[tupl
         return real_get_range(name, offset, length)
 
     monkeypatch.setattr(repo.store, "get_range", recording_get_range)
+    if isinstance(repo.store, LocalStore):  # local packs are read into a reused buffer
+        real_read_into = repo.store.read_into
+
+        def recording_read_into(name: str, offset: int, buffer: memoryview) -> int:
+            reads.append((name, len(buffer)))
+            return real_read_into(name, offset, buffer)
+
+        monkeypatch.setattr(repo.store, "read_into", recording_read_into)
     return reads
 
 

@@ -136,7 +136,7 @@ def test_each_directory_is_checked_once_however_many_files_it_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The symlink check runs per directory, not per file: a restore asks for the same parent often."""
-    dirs = restore_module._SafeDirs(os.fsencode(tmp_path))
+    dirs = restore_module._SafeDirs(os.fsencode(tmp_path), root_is_new=False)
     checked: list[bytes] = []
     real_lstat = os.lstat
 

@@ -86,6 +86,19 @@ def test_location_is_absolute_for_relative_roots(
     assert (tmp_path / "rel" / "config").read_bytes() == b"c"
 
 
+def test_read_into_fills_a_caller_buffer(store: LocalStore) -> None:
+    store.put("data/ab/obj", bytes(range(256)) * 4)
+    buffer = memoryview(bytearray(100))
+    assert store.read_into("data/ab/obj", 10, buffer) == 100
+    assert bytes(buffer) == (bytes(range(256)) * 4)[10:110]
+    assert store.read_into("data/ab/obj", 1000, buffer) == 24  # short only at the end
+    assert bytes(buffer[:24]) == (bytes(range(256)) * 4)[1000:]
+    with pytest.raises(ObjectNotFoundError):
+        store.read_into("data/ab/missing", 0, buffer)
+    with pytest.raises(ValueError):
+        store.read_into("data/ab/obj", -1, buffer)
+
+
 def test_crash_leftovers_are_invisible(store: LocalStore) -> None:
     store.put("data/ab/ab01", b"real")
     # What a crash between "write temp" and "link" leaves behind.

@@ -1,4 +1,4 @@
-"""Allocator and GIL tuning for the backup and restore pipelines.
+"""Allocator, garbage collector and GIL tuning for the backup and restore pipelines.
 
 The pipelines allocate and free many buffers of 64 KiB to 8 MiB from several
 threads. glibc's default raises its mmap threshold after the first large
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import sys
 import threading
 from collections.abc import Iterator
@@ -62,3 +63,48 @@ def short_gil_slices(interval: float = 0.0005) -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+@contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a pipeline runs.
+
+    A backup or restore allocates a few hundred thousand nodes, plans and
+    buffers that form no cycles; each allocation burst set the collector off
+    to walk them all again (2-3 % of a restore's CPU). Reference counting
+    still frees everything; cycles made meanwhile wait for the next collection.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class ThreadBuffers:
+    """One reusable buffer per thread, for reads that are consumed before the next one.
+
+    A restore reads every pack span into fresh memory otherwise: with large
+    buffers served by mmap, each read page-faults its pages in again (135,000
+    faults for the 1 GiB benchmark's 530 MiB of packs).
+    """
+
+    def __init__(self, min_size: int, keep_up_to: int) -> None:
+        self._local = threading.local()
+        self._min_size = min_size
+        self._keep_up_to = keep_up_to
+
+    def take(self, size: int) -> memoryview:
+        """A buffer of at least ``size`` bytes, this thread's own until given back."""
+        buffer: memoryview | None = getattr(self._local, "buffer", None)
+        self._local.buffer = None  # a nested reader in this thread gets a buffer of its own
+        if buffer is None or len(buffer) < size:
+            buffer = memoryview(bytearray(max(size, self._min_size)))
+        return buffer
+
+    def give_back(self, buffer: memoryview) -> None:
+        """Keep the buffer for this thread's next read, unless it is unusually large."""
+        if len(buffer) <= self._keep_up_to:
+            self._local.buffer = buffer

@@ -35,6 +35,7 @@ from vaultwatch.engine.errors import (
 from vaultwatch.engine.ids import blob_id, content_hash
 from vaultwatch.engine.index import BlobIndex, BlobLocation, PackListing, encode_index
 from vaultwatch.engine.lock import RepositoryLock, locked
+from vaultwatch.engine.memory import ThreadBuffers
 from vaultwatch.engine.pack import (
     DATA,
     TREE,
@@ -47,9 +48,11 @@ from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import Tree
 from vaultwatch.store.base import Store
 from vaultwatch.store.errors import ObjectExistsError, ObjectNotFoundError, RepositoryNotFoundError
+from vaultwatch.store.local import LocalStore
 
 FORMAT_VERSION = 1
 _TREE_CACHE_SIZE = 4096  # parsed trees kept: restores and diffs revisit them
+_READ_BUFFERS = ThreadBuffers(min_size=2 * 1024 * 1024, keep_up_to=8 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -474,24 +477,33 @@ class Repository:
     ) -> Iterator[tuple[BlobLocation, bytes | IntegrityError]]:
         """Blobs sorted by offset, read with one range request."""
         start = locs[0].offset
-        end = max(lo.offset + lo.length for lo in locs)
+        length = max(lo.offset + lo.length for lo in locs) - start
         name = pack_name(pack_id)
+        store = self.store
+        buffer = _READ_BUFFERS.take(length) if isinstance(store, LocalStore) else None
         try:
-            span = memoryview(self.store.get_range(name, start, end - start))
-        except ObjectNotFoundError:
-            err = IntegrityError(f"pack {pack_id.hex()[:8]} is missing")
-            for lo in locs:
-                yield lo, err
-            return
-        for lo in locs:
-            piece = span[lo.offset - start : lo.offset - start + lo.length]
-            if len(piece) != lo.length:
-                yield lo, IntegrityError(f"pack {pack_id.hex()[:8]} is truncated")
-                continue
             try:
-                yield lo, self.decode_blob(lo, piece)
-            except IntegrityError as exc:
-                yield lo, exc
+                if buffer is not None and isinstance(store, LocalStore):
+                    span = buffer[: store.read_into(name, start, buffer[:length])]
+                else:
+                    span = memoryview(store.get_range(name, start, length))
+            except ObjectNotFoundError:
+                err = IntegrityError(f"pack {pack_id.hex()[:8]} is missing")
+                for lo in locs:
+                    yield lo, err
+                return
+            for lo in locs:
+                piece = span[lo.offset - start : lo.offset - start + lo.length]
+                if len(piece) != lo.length:
+                    yield lo, IntegrityError(f"pack {pack_id.hex()[:8]} is truncated")
+                    continue
+                try:
+                    yield lo, self.decode_blob(lo, piece)
+                except IntegrityError as exc:
+                    yield lo, exc
+        finally:
+            if buffer is not None:
+                _READ_BUFFERS.give_back(buffer)
 
     def load_tree(self, tree_id: bytes) -> Tree:
         """A tree blob, parsed (kept in a small cache: restores and diffs revisit trees)."""

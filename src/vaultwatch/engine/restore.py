@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 from vaultwatch.engine.errors import EngineError, IntegrityError, UnsafePathError
 from vaultwatch.engine.index import BlobLocation
-from vaultwatch.engine.memory import short_gil_slices, tune_allocator
+from vaultwatch.engine.memory import no_cycle_collection, short_gil_slices, tune_allocator
 from vaultwatch.engine.metadata import apply_metadata
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
@@ -125,9 +125,11 @@ class _FilePlan:
 class _SafeDirs:
     """Creates directories under the target, refusing any path through a symlink."""
 
-    def __init__(self, root: bytes) -> None:
+    def __init__(self, root: bytes, root_is_new: bool) -> None:
         self.root = root
         self._known: set[bytes] = {root}
+        # Directories this restore made (or found empty): nothing in them needs an lstat.
+        self.created: set[bytes] = {root} if root_is_new else set()
         self._lock = threading.Lock()
         # Every file of a directory asks for the same parent: answer those from here
         # instead of walking and checking the path's parts again (8 % of a restore).
@@ -149,6 +151,7 @@ class _SafeDirs:
                     st = os.lstat(path)
                 except FileNotFoundError:
                     os.mkdir(path, 0o700)
+                    self.created.add(path)
                 else:
                     if stat.S_ISLNK(st.st_mode):
                         raise UnsafePathError(
@@ -163,7 +166,13 @@ class _SafeDirs:
 
 class _Restore:
     def __init__(
-        self, repo: Repository, target: bytes, options: RestoreOptions, progress: Progress
+        self,
+        repo: Repository,
+        target: bytes,
+        options: RestoreOptions,
+        progress: Progress,
+        *,
+        target_is_new: bool = False,
     ) -> None:
         self.repo = repo
         self.target = target
@@ -173,7 +182,7 @@ class _Restore:
         self.workers = options.workers or default_workers(repo)
         # A local read costs little, so each worker holds 2 MiB of a pack, not all 8.
         self.max_span = LOCAL_SPAN if isinstance(repo.store, LocalStore) else None
-        self.dirs = _SafeDirs(target)
+        self.dirs = _SafeDirs(target, target_is_new)
         self.result = RestoreResult()
         self.files: list[_FilePlan] = []
         self.dir_nodes: list[tuple[bytes, Node]] = []
@@ -183,7 +192,7 @@ class _Restore:
         self._lock = threading.Lock()
         self.trees: dict[bytes, Tree | IntegrityError] = {}
         self.locations: dict[bytes, BlobLocation] = {}
-        self._wanted_files: list[tuple[bytes, Node]] = []
+        self._wanted_files: list[tuple[bytes, Node, bool]] = []  # path, node, in a new directory
 
     def error(self, path: bytes, message: str) -> None:
         with self._lock:
@@ -253,7 +262,7 @@ class _Restore:
                 if node.links > 1 and node.inode:
                     self._inode_first[key] = path
                 self.progress.add_total(node.size, 1)
-                self._wanted_files.append((path, node))
+                self._wanted_files.append((path, node, parent in self.dirs.created))
             else:
                 self.others.append((path, node))
 
@@ -264,10 +273,10 @@ class _Restore:
     def resolve_files(self) -> None:
         """Find every file's chunks (one vectorised index search) and what existing files lack."""
         self.locations = self.repo.lookup_many(
-            b for _, node in self._wanted_files for b in node.content
+            b for _, node, _ in self._wanted_files for b in node.content
         )
-        for path, node in self._wanted_files:
-            self._plan_file(path, node)
+        for path, node, in_new_dir in self._wanted_files:
+            self._plan_file(path, node, in_new_dir)
 
     def _chunks(self, node: Node) -> tuple[list[tuple[int, bytes]], bytes | None]:
         """(offset, blob id) of every chunk, and the first blob missing from the index."""
@@ -281,10 +290,13 @@ class _Restore:
             offset += loc.raw_length
         return out, None
 
-    def _plan_file(self, path: bytes, node: Node) -> None:
+    def _plan_file(self, path: bytes, node: Node, in_new_dir: bool) -> None:
         chunks, missing = self._chunks(node)
         if missing is not None:
             self.error(path, f"data missing from the repository: blob {missing.hex()[:8]}")
+            return
+        if in_new_dir:  # nothing can be in the way: no lstat (a sixth of planning's time)
+            self.files.append(_FilePlan(path, node, chunks, fresh=True))
             return
         try:
             st = os.lstat(path)
@@ -478,25 +490,30 @@ def restore(
     started = time.monotonic()
     if target.exists() and not target.is_dir():
         raise EngineError(f"restore target {target} exists and is not a directory")
+    target_is_new = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    repo.load_index()
-    run = _Restore(repo, os.fsencode(target.resolve()), options, progress)
-    includes = [_split_include(i) for i in options.includes]
-    progress.phase = "planning"
-    run.prefetch_trees(snapshot.tree)
-    run.plan(snapshot.tree, [], includes)
-    run.resolve_files()
-    run.trees.clear()  # planned: the trees are no longer needed, free them before writing
-    run.release_plan_inputs()
-    if includes and not (run.files or run.dir_nodes or run.others or run.links):
-        raise EngineError(
-            "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
+    target_is_new = target_is_new or not any(target.iterdir())
+    with no_cycle_collection():
+        repo.load_index()
+        run = _Restore(
+            repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new
         )
-    with short_gil_slices():
-        progress.phase = "restoring"
-        run.write_files()
-        progress.phase = "setting metadata"
-        run.finish()
+        includes = [_split_include(i) for i in options.includes]
+        progress.phase = "planning"
+        run.prefetch_trees(snapshot.tree)
+        run.plan(snapshot.tree, [], includes)
+        run.resolve_files()
+        run.trees.clear()  # planned: the trees are no longer needed, free them before writing
+        run.release_plan_inputs()
+        if includes and not (run.files or run.dir_nodes or run.others or run.links):
+            raise EngineError(
+                "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
+            )
+        with short_gil_slices():
+            progress.phase = "restoring"
+            run.write_files()
+            progress.phase = "setting metadata"
+            run.finish()
     run.result.duration = time.monotonic() - started
     progress.phase = "done"
     return run.result

@@ -158,21 +158,44 @@ class LocalStore:
         """Read ``length`` bytes at ``offset`` with pread; shorter only at the end of the object."""
         if offset < 0 or length < 0:
             raise ValueError(f"offset and length must be >= 0, got {offset} and {length}")
+        with self._reading(name) as fd:
+            parts: list[bytes] = []
+            got = 0
+            while got < length:
+                chunk = os.pread(fd, min(length - got, _MAX_READ), offset + got)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+            return b"".join(parts)
+
+    def read_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` from ``offset``; the bytes read, fewer only at the end of the object.
+
+        Restores read every pack this way into one buffer per thread: a new
+        bytes object per read is fresh memory, page-faulted in every time.
+        """
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        with self._reading(name) as fd:
+            got = 0
+            while got < len(buffer):
+                n = os.preadv(fd, [buffer[got : got + _MAX_READ]], offset + got)
+                if not n:
+                    break
+                got += n
+            return got
+
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[int]:
+        """An object's file opened for reading; OS errors become store errors."""
         path = self._path(name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     raise IsADirectoryError(errno.EISDIR, "Is a directory")
-                parts: list[bytes] = []
-                got = 0
-                while got < length:
-                    chunk = os.pread(fd, min(length - got, _MAX_READ), offset + got)
-                    if not chunk:
-                        break
-                    parts.append(chunk)
-                    got += len(chunk)
-                return b"".join(parts)
+                yield fd
             finally:
                 os.close(fd)
         except OSError as exc:

@@ -1,0 +1,61 @@
+"""Pipeline tuning: per-thread read buffers and the paused garbage collector."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+from vaultwatch.engine.memory import ThreadBuffers, no_cycle_collection
+
+
+def test_a_thread_gets_its_buffer_back() -> None:
+    buffers = ThreadBuffers(min_size=1024, keep_up_to=4096)
+    first = buffers.take(100)
+    assert len(first) == 1024  # at least the minimum, so later larger reads fit
+    buffers.give_back(first)
+    again = buffers.take(1000)
+    assert again.obj is first.obj  # the same memory, not a fresh allocation
+
+
+def test_nested_readers_never_share_a_buffer() -> None:
+    buffers = ThreadBuffers(min_size=1024, keep_up_to=4096)
+    outer = buffers.take(100)
+    inner = buffers.take(100)
+    assert inner.obj is not outer.obj
+
+
+def test_threads_have_their_own_buffers() -> None:
+    buffers = ThreadBuffers(min_size=1024, keep_up_to=4096)
+    mine = buffers.take(10)
+    buffers.give_back(mine)
+    theirs: list[memoryview] = []
+    worker = threading.Thread(target=lambda: theirs.append(buffers.take(10)))
+    worker.start()
+    worker.join()
+    assert theirs[0].obj is not mine.obj
+
+
+def test_larger_reads_get_larger_buffers_and_huge_ones_are_not_kept() -> None:
+    buffers = ThreadBuffers(min_size=1024, keep_up_to=4096)
+    buffers.give_back(buffers.take(10))
+    big = buffers.take(3000)
+    assert len(big) >= 3000
+    buffers.give_back(big)
+    assert buffers.take(10).obj is big.obj
+    huge = buffers.take(10_000)
+    buffers.give_back(huge)
+    assert buffers.take(10).obj is not huge.obj  # not held for the thread's lifetime
+
+
+def test_collector_paused_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    with no_cycle_collection():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_cycle_collection():
+            pass
+        assert not gc.isenabled()  # a caller's own choice is left as it was
+    finally:
+        gc.enable()
