@@ -36,7 +36,7 @@ from vaultwatch.engine.pack import DATA, TREE
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import BlobWriter, Repository
 from vaultwatch.engine.snapshot import Snapshot
-from vaultwatch.engine.tree import DIR, FILE, Node, Tree
+from vaultwatch.engine.tree import DIR, FILE, Node, Tree, child_path
 
 BATCH_BYTES = 2 * 1024 * 1024
 SMALL_FILE = 1024 * 1024
@@ -413,11 +413,11 @@ class _Backup:
             )
         self.progress.check()
         for name in names:
-            child_path = _join(path, name)
-            if self.excluder.excluded(child_path, name):
+            entry_path = child_path(path, name)
+            if self.excluder.excluded(entry_path, name):
                 continue
             old = parent_tree.find(name) if parent_tree is not None else None
-            self._scan_entry(job, child_path, name, old, known)
+            self._scan_entry(job, entry_path, name, old, known)
         if parent_tree is not None and len(job.entries) != len(parent_tree.nodes):
             job.unchanged = False  # entries were removed (or could not be read)
         self._unfinished.append(job)
@@ -517,12 +517,12 @@ class _Backup:
                 self._pending_files -= 1
                 outcome = pending.result()
                 if outcome.error:
-                    child = _join(job.path, node.name)
+                    child = child_path(job.path, node.name)
                     self.result_errors.append(FileError(os.fsdecode(child), outcome.error))
                     continue
                 self.counts[self._category.pop(id(node), "new")] += 1
                 if outcome.warning:
-                    child = _join(job.path, node.name)
+                    child = child_path(job.path, node.name)
                     self.result_warnings.append(FileError(os.fsdecode(child), outcome.warning))
                     node.error = outcome.warning
                 node.content = outcome.content
@@ -559,7 +559,7 @@ class _Backup:
         parts = [p for p in target.split(b"/") if p]
         job, old_tree, prefix = root, parent_root, b"/"
         for i, part in enumerate(parts):
-            path = _join(prefix, part)
+            path = child_path(prefix, part)
             old = old_tree.find(part) if old_tree is not None else None
             if i == len(parts) - 1:
                 self._scan_entry(job, path, part, old, self._stored_parent_blobs(old_tree))
@@ -603,11 +603,6 @@ def _unchanged(old: Node, st: os.stat_result) -> bool:
         and (old.type != FILE or old.size == st.st_size)
         and not old.error
     )
-
-
-def _join(directory: bytes, name: bytes) -> bytes:
-    """os.path.join for a known directory and a plain name, without its per-call overhead."""
-    return directory + name if directory.endswith(b"/") else directory + b"/" + name
 
 
 def _normalize(paths: list[str]) -> list[str]:

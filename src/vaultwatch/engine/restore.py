@@ -37,7 +37,17 @@ from vaultwatch.engine.metadata import apply_metadata
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.snapshot import Snapshot
-from vaultwatch.engine.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree
+from vaultwatch.engine.tree import (
+    BLOCKDEV,
+    CHARDEV,
+    DIR,
+    FIFO,
+    FILE,
+    SYMLINK,
+    Node,
+    Tree,
+    child_path,
+)
 from vaultwatch.store.local import LocalStore
 
 _ZEROS = bytes(16 * 1024 * 1024)
@@ -143,7 +153,7 @@ class _SafeDirs:
             return checked
         path = self.root
         for part in rel:
-            path = os.path.join(path, check_name(part))
+            path = child_path(path, check_name(part))
             with self._lock:
                 if path in self._known:
                     continue
@@ -253,7 +263,7 @@ class _Restore:
             except (UnsafePathError, OSError) as exc:
                 self.error(os.path.join(self.target, *child), str(exc))
                 continue
-            path = os.path.join(parent, name)
+            path = child_path(parent, name)
             if node.type == FILE:
                 key = (node.device, node.inode)
                 if node.links > 1 and node.inode and key in self._inode_first:
