@@ -628,6 +628,22 @@ class BlobWriter:
             self._reserved.add(bid)
             return True
 
+    def reserve_many(self, bids: list[bytes]) -> list[bool]:
+        """:meth:`reserve` for many blobs, with one vectorised index search outside the lock.
+
+        Searching first is safe: while this writer lives, the blobs added to
+        the index are its own, which it reserved before adding them.
+        """
+        stored = self.repo.stored_blobs(bids) if bids else set()
+        out = []
+        with self._lock:
+            for bid in bids:
+                new = bid not in stored and bid not in self._reserved
+                if new:
+                    self._reserved.add(bid)
+                out.append(new)
+        return out
+
     def save(self, blob_type: int, data: bytes | memoryview) -> tuple[bytes, bool]:
         """Store a plaintext blob unless already present; returns (id, whether it was new)."""
         bid = self.repo.blob_id(data)
