@@ -44,7 +44,7 @@ def _build(blobs: list[bytes], blob_type: int = DATA) -> tuple[bytes, bytes, lis
         builder.add(blob_id(ID_KEY, plain), compress(plain), len(plain))
     entries = list(builder.entries)
     pack_id, data = builder.finish()
-    return pack_id, data, entries
+    return pack_id, bytes(data), entries
 
 
 def _decode(data: bytes, salt: bytes, entry: PackEntry) -> bytes:
@@ -219,3 +219,21 @@ def test_trailer_entries_outside_the_data_area_are_refused() -> None:
 def test_trailer_with_a_partial_entry_is_refused() -> None:
     with pytest.raises(IntegrityError, match="malformed trailer"):
         read_trailer(ENC_KEY, _forge(bytes(44)), "p")
+
+
+@pytest.mark.parametrize("leftover", [20_000, 100], ids=["larger", "smaller"])
+def test_a_reused_buffer_holds_exactly_the_new_pack(leftover: int) -> None:
+    """A writer hands builders the buffers of stored packs: old bytes must never leak in."""
+    blobs = [os.urandom(3000), b"text " * 900, os.urandom(10)]
+    buffer = bytearray(os.urandom(leftover))  # what an earlier pack left behind
+    builder = PackBuilder(ENC_KEY, DATA, buffer)
+    for plain in blobs:
+        builder.add(blob_id(ID_KEY, plain), compress(plain), len(plain))
+    pack_id, view = builder.finish()
+    assert view.obj is buffer  # written in place, not copied out
+    data = bytes(view)
+    assert pack_id == content_hash(data)
+    salt, entries = read_trailer(ENC_KEY, data, "p")
+    assert [_decode(data, salt, e) for e in entries] == blobs
+    (trailer_len,) = struct.unpack("<I", data[-8:-4])
+    assert HEADER_SIZE + sum(e.length for e in entries) + trailer_len + 8 == len(data)

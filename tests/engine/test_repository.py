@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import reopen
+from tests.engine.conftest import FAST_KDF, PASSPHRASE, reopen
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.index import BlobLocation
-from vaultwatch.engine.pack import pack_name
-from vaultwatch.engine.repository import Repository
+from vaultwatch.engine.pack import DATA, PackBuilder, pack_name
+from vaultwatch.engine.repository import BlobWriter, Repository
 from vaultwatch.store.local import LocalStore
 
 KIB = 1024
@@ -92,3 +92,25 @@ def test_cache_trees_reads_a_pack_once_for_many_trees(
     loaded = [repo.load_tree(t) for t in subtrees]
     assert len(reads) == before  # served from the cache
     assert sorted(t.nodes[0].name for t in loaded) == [b"file"] * 12
+
+
+def test_writer_builds_packs_in_the_buffers_of_stored_ones(
+    repo_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Repository.init(LocalStore(repo_path), PASSPHRASE, kdf=FAST_KDF, pack_size=64 * KIB)
+    buffers: list[bytearray] = []  # held, so no two buffers can share an id
+    real_submit = BlobWriter._submit
+
+    def recording_submit(self: BlobWriter, builder: PackBuilder) -> None:
+        buffers.append(builder.buffer)
+        real_submit(self, builder)
+
+    monkeypatch.setattr(BlobWriter, "_submit", recording_submit)
+    blobs = [os.urandom(20 * KIB) for _ in range(60)]
+    with repo.writer() as writer:
+        ids = [writer.save(DATA, b)[0] for b in blobs]
+    packs = {repo.lookup(b).pack_id for b in ids}  # type: ignore[union-attr]
+    assert len(packs) >= 15
+    assert len({id(b) for b in buffers}) <= 4  # two uploading, one spare, one being built
+    reopened = reopen(repo_path)
+    assert [reopened.load_blob(b) for b in ids] == blobs  # every pack intact

@@ -1,11 +1,16 @@
 """Allocator, garbage collector and GIL tuning for the backup and restore pipelines.
 
-The pipelines allocate and free many buffers of 64 KiB to 8 MiB from several
+The pipelines allocate and free many buffers of 8 KiB to 8 MiB from several
 threads. glibc's default raises its mmap threshold after the first large
 free, so later buffers come from per-thread heaps that fragment and are
-rarely returned: peak memory doubled and page-fault time rose in our
-benchmarks. Fixing the threshold at 128 KiB keeps large buffers in mmap,
-returned to the system as soon as they are freed.
+rarely returned: peak memory doubled in our benchmarks. The threshold is
+therefore fixed, at 1 MiB: chunks (at most 256 KiB), their compressed copies
+and small files come from the heap and are reused, while packs and read
+buffers stay in mmap, returned as soon as they are freed. At 128 KiB every
+chunk above it was a fresh mapping, page-faulted in again: 334,000 faults
+and a third of the first backup's system time. Two arenas instead of one
+per thread keep freed heap memory shared by the threads, so the heap does
+not grow per thread (peak RSS 118-125 MiB against 120-128 MiB before).
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ from contextlib import contextmanager
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD = 128 * 1024
+_M_ARENA_MAX = -8
+_MMAP_THRESHOLD = 1024 * 1024
+_ARENAS = 2
 
 _done = False
 _lock = threading.Lock()
 
 
 def tune_allocator() -> bool:
-    """Fix glibc's mmap threshold once per process; False where there is no glibc."""
+    """Fix glibc's mmap threshold and arena count once per process; False without glibc."""
     global _done
     with _lock:
         if _done:
@@ -42,8 +49,10 @@ def tune_allocator() -> bool:
             return False
         mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         mallopt.restype = ctypes.c_int
-        ok = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
-            mallopt(_M_TRIM_THRESHOLD, 4 * _MMAP_THRESHOLD)
+        ok = (
+            bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+            and bool(mallopt(_M_TRIM_THRESHOLD, 4 * _MMAP_THRESHOLD))
+            and bool(mallopt(_M_ARENA_MAX, _ARENAS))
         )
         _done = ok
         return ok

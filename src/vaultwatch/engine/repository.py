@@ -52,6 +52,9 @@ from vaultwatch.store.local import LocalStore
 
 FORMAT_VERSION = 1
 _TREE_CACHE_SIZE = 4096  # parsed trees kept: restores and diffs revisit them
+# A data pack is built in about the time the previous one takes to store, so one spare
+# buffer keeps new packs out of fresh memory; more would only stay resident.
+_SPARE_PACK_BUFFERS = 1
 _READ_BUFFERS = ThreadBuffers(min_size=2 * 1024 * 1024, keep_up_to=8 * 1024 * 1024)
 
 
@@ -606,6 +609,7 @@ class BlobWriter:
         self._lock = threading.Lock()
         self._builders: dict[int, PackBuilder] = {}
         self._reserved: set[bytes] = set()
+        self._spare_buffers: list[bytearray] = []  # of stored packs, for the next builders
         self._pool = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="upload")
         self._inflight = threading.BoundedSemaphore(max_inflight)
         self._futures: list[Future[None]] = []
@@ -659,8 +663,12 @@ class BlobWriter:
         with self._lock:
             builder = self._builders.get(blob_type)
             if builder is None:
+                # Tree packs fill slowly and stay small: a pack-sized buffer would sit idle.
+                spare = (
+                    self._spare_buffers.pop() if self._spare_buffers and blob_type == DATA else None
+                )
                 builder = self._builders[blob_type] = PackBuilder(
-                    self.repo.master.enc_key, blob_type
+                    self.repo.master.enc_key, blob_type, spare
                 )
             builder.add(bid, body, raw_length)
             self.new_blobs += 1
@@ -677,10 +685,16 @@ class BlobWriter:
         with self._futures_lock:
             self._futures.append(future)
 
-    def _upload(self, pack_id: bytes, builder: PackBuilder, data: bytes) -> None:
+    def _upload(self, pack_id: bytes, builder: PackBuilder, data: memoryview) -> None:
+        store = self.repo.store
         try:
             with suppress(ObjectExistsError):  # same bytes, same name: already stored
-                self.repo.store.put(pack_name(pack_id), data)
+                # A local write is done with the view when put returns; other stores get
+                # their own copy, so nothing keeps the buffer once the upload is over.
+                if isinstance(store, LocalStore):
+                    store.put(pack_name(pack_id), data)
+                else:
+                    store.put(pack_name(pack_id), bytes(data))
             with self.repo.index_lock:
                 self.repo.index.add_pack(pack_id, builder.salt, builder.entries)
             write_now = None
@@ -696,7 +710,18 @@ class BlobWriter:
             if self.on_pack_uploaded is not None:
                 self.on_pack_uploaded(pack_id, len(data))
         finally:
+            self._recycle(builder.buffer, data)
             self._inflight.release()
+
+    def _recycle(self, buffer: bytearray, view: memoryview) -> None:
+        """Keep a stored pack's buffer for a later builder (a few at most)."""
+        try:
+            view.release()
+        except BufferError:
+            return  # still exported somewhere: let it go
+        with self._lock:
+            if len(self._spare_buffers) < _SPARE_PACK_BUFFERS:
+                self._spare_buffers.append(buffer)
 
     def _raise_failures(self) -> None:
         with self._futures_lock:

@@ -80,7 +80,7 @@ class LocalStore:
 
     # -- Store protocol ----------------------------------------------------------------------
 
-    def put(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    def put(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         """Write ``data`` atomically and durably; refuse to replace unless ``overwrite``."""
         path = self._path(name)
         parent = path.parent
@@ -323,7 +323,7 @@ class LocalStore:
         return StoreError(f"error {action} {what} in {where}: {reason}")
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
