@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -41,6 +42,36 @@ def test_round_trip_every_kind_of_entry(repo: Repository, repo_path: Path, tmp_p
         == os.stat(out / "dir" / "nested" / "big.bin").st_ino
     )
     assert os.stat(out / "sparse.img").st_blocks * 512 < 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "mode", [0o644, 0o755, 0o444, 0o000, 0o4755, 0o2750, 0o1777], ids=lambda m: f"{m:04o}"
+)
+def test_restored_files_get_their_mode_and_owner(
+    repo: Repository, repo_path: Path, tmp_path: Path, mode: int
+) -> None:
+    """One-chunk files are created with their mode where safe; every file ends up exact."""
+    src = tmp_path / "src"
+    src.mkdir()
+    plain, tagged, large = src / "plain", src / "tagged", src / "large"
+    plain.write_bytes(b"one chunk")
+    tagged.write_bytes(b"one chunk with an extended attribute")
+    os.setxattr(tagged, "user.note", b"kept")
+    large.write_bytes(os.urandom(1024 * 1024))  # many chunks: the other write path
+    for path in (plain, tagged, large):
+        if os.geteuid() == 0:
+            os.chown(path, 4321, 8765)
+        os.chmod(path, mode)  # after chown, which clears set-id bits
+    backup(repo, [str(src)])
+    target = tmp_path / "restore"
+    res = restore(reopen(repo_path), reopen(repo_path).find_snapshot("latest"), target)
+    assert not res.errors, res.errors
+    assert describe(restored(target, src)) == describe(src)
+    for name in ("plain", "tagged", "large"):
+        st = os.lstat(restored(target, src) / name)
+        assert stat.S_IMODE(st.st_mode) == mode
+        if os.geteuid() == 0:
+            assert (st.st_uid, st.st_gid) == (4321, 8765)
 
 
 def test_second_backup_reads_nothing_and_adds_nothing(repo: Repository, tmp_path: Path) -> None:

@@ -430,10 +430,14 @@ class Repository:
                 self._sealers.popitem(last=False)
         return sealer
 
-    def decode_blob(self, loc: BlobLocation, sealed: bytes | memoryview) -> bytes:
-        """Decrypt, decompress and verify one blob read from its pack."""
+    def decode_blob(
+        self, loc: BlobLocation, sealed: bytes | memoryview, sealer: Sealer | None = None
+    ) -> bytes:
+        """Decrypt, decompress and verify one blob read from its pack (``sealer``: the pack's)."""
         what = f"blob {loc.blob_id.hex()[:8]} in pack {loc.pack_id.hex()[:8]}"
-        body = self._sealer(loc.pack_id, loc.salt).open(sealed, loc.blob_id, what=what)
+        if sealer is None:
+            sealer = self._sealer(loc.pack_id, loc.salt)
+        body = sealer.open(sealed, loc.blob_id, what=what)
         try:
             plain = decompress(body, loc.raw_length)
         except Exception as exc:
@@ -495,13 +499,14 @@ class Repository:
                 for lo in locs:
                     yield lo, err
                 return
+            sealer = self._sealer(pack_id, locs[0].salt)  # once per span, not per blob
             for lo in locs:
                 piece = span[lo.offset - start : lo.offset - start + lo.length]
                 if len(piece) != lo.length:
                     yield lo, IntegrityError(f"pack {pack_id.hex()[:8]} is truncated")
                     continue
                 try:
-                    yield lo, self.decode_blob(lo, piece)
+                    yield lo, self.decode_blob(lo, piece, sealer)
                 except IntegrityError as exc:
                     yield lo, exc
         finally:
