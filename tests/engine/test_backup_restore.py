@@ -291,3 +291,16 @@ def test_restore_threads_follow_the_cores_on_a_local_disk(
         assert default_workers(repo) == expected
     monkeypatch.setattr(repo, "store", object())
     assert default_workers(repo) == 4
+
+
+@pytest.mark.parametrize("expected", [0, 100, 4999, 5000, 5001, 20_000])
+def test_small_file_is_read_to_its_end_whatever_its_size_was(tmp_path: Path, expected: int) -> None:
+    """The size from fstat only sizes the first read: a file that grew is still read whole."""
+    content = os.urandom(5000) * 3  # 15,000 bytes: more than some of the expected sizes
+    path = tmp_path / "grown"
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert backup_module._read_to_end(fd, expected) == content
+    finally:
+        os.close(fd)

@@ -166,3 +166,12 @@ def test_production_sizes_respect_bounds_on_a_large_input() -> None:
     # pyfastcdc's actual average is about avg + min.
     mean = len(data) / len(chunks)
     assert 40 * 1024 < mean < 160 * 1024
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.one_of(st.binary(max_size=3 * MIN), _mixed_data()), seed=seeds)
+def test_cut_matches_the_cutter_including_its_small_file_shortcut(data: bytes, seed: int) -> None:
+    chunker = Chunker(MIN, AVG, MAX, seed)
+    assert chunker.cut(data) == list(chunker.chunk_bytes(data))
+    if 0 < len(data) <= MIN:
+        assert chunker.cut(data)[0] is data  # no copy for a file of one minimal chunk

@@ -236,10 +236,10 @@ class _Backup:
 
     # -- file reading (file pool) -----------------------------------------------------
 
-    def _read_small(self, f: BinaryIO) -> tuple[list[bytes], int]:
+    def _read_small(self, fd: int, expected: int) -> tuple[list[bytes], int]:
         """Read and cut in this thread (a hand-off would cost more); stored with its batch."""
-        data = f.read()
-        chunks = list(self._chunker().chunk_bytes(data))
+        data = _read_to_end(fd, expected)
+        chunks = self._chunker().cut(data)
         self.progress.add(len(data))
         return chunks, len(data)
 
@@ -277,17 +277,20 @@ class _Backup:
             fd = os.open(path, flags)
         except PermissionError:
             fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))
-        with os.fdopen(fd, "rb", buffering=0) as f:
+        try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise OSError(errno.EINVAL, "no longer a regular file")
             unstored: list[bytes] | None = None
+            content: list[bytes] = []
             if before.st_size <= SMALL_FILE:
-                unstored, size = self._read_small(f)
-                content: list[bytes] = []
+                unstored, size = self._read_small(fd, before.st_size)
             else:
-                content, size = self._read_large(f)
+                with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+                    content, size = self._read_large(f)
             after = os.fstat(fd)
+        finally:
+            os.close(fd)
         changed = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
             after.st_size,
             after.st_mtime_ns,
@@ -606,6 +609,22 @@ def _unchanged(old: Node, st: os.stat_result) -> bool:
         and (old.type != FILE or old.size == st.st_size)
         and not old.error
     )
+
+
+def _read_to_end(fd: int, expected: int) -> bytes:
+    """A small file's bytes: one read() of its size plus one byte, to see if it grew.
+
+    Python's buffered readall costs three more system calls a file (fstat,
+    lseek and the read that finds the end): 96,000 on the benchmark's 32,000
+    files. A short read on a regular file is its end.
+    """
+    data = os.read(fd, expected + 1)
+    if len(data) <= expected:
+        return data
+    parts = [data]
+    while chunk := os.read(fd, SMALL_FILE):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _normalize(paths: list[str]) -> list[str]:
