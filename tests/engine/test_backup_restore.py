@@ -14,7 +14,8 @@ from tests.engine.conftest import reopen
 from tests.engine.treecompare import build_tree, describe
 from vaultwatch.engine import backup as backup_module
 from vaultwatch.engine.backup import BackupOptions, backup
-from vaultwatch.engine.errors import EngineError
+from vaultwatch.engine.errors import CancelledError, EngineError
+from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, default_workers, dump, find_node, restore
 from vaultwatch.engine.tree import Node, Tree
@@ -304,3 +305,29 @@ def test_small_file_is_read_to_its_end_whatever_its_size_was(tmp_path: Path, exp
         assert backup_module._read_to_end(fd, expected) == content
     finally:
         os.close(fd)
+
+
+def test_files_opened_ahead_are_closed_when_a_backup_is_cancelled(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(600):
+        (src / f"f{i:04d}").write_bytes(b"small file %d" % i)
+    progress = Progress()
+    real_read_once = backup_module._Backup._read_once
+    reads = 0
+
+    def cancel_after_some(self: backup_module._Backup, path: bytes, opened: int | None) -> object:
+        nonlocal reads
+        reads += 1
+        if reads == 40:
+            progress.cancel()  # as Ctrl-C or an agent stopping would
+        return real_read_once(self, path, opened)
+
+    monkeypatch.setattr(backup_module._Backup, "_read_once", cancel_after_some)
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(CancelledError):
+        backup(repo, [str(src)], progress=progress)
+    assert reads < 600
+    assert len(os.listdir("/proc/self/fd")) == open_before
