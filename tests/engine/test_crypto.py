@@ -195,3 +195,12 @@ def test_pack_u32_is_little_endian() -> None:
     assert pack_u32(0x01020304) == struct.pack("<I", 0x01020304) == b"\x04\x03\x02\x01"
     with pytest.raises(struct.error):
         pack_u32(2**32)
+
+
+def test_sealed_parts_join_to_what_open_reads() -> None:
+    sealer = Sealer(os.urandom(32))
+    nonce, sealed = sealer.seal_parts(b"pack blob", b"blob id")
+    assert len(nonce) == NONCE_SIZE
+    assert sealer.open(nonce + sealed, b"blob id") == b"pack blob"
+    other_nonce, _ = sealer.seal_parts(b"pack blob", b"blob id")
+    assert other_nonce != nonce  # a fresh nonce every time

@@ -47,8 +47,9 @@ def decompress(body: bytes, raw_length: int) -> bytes:
             raise ValueError(f"stored blob is longer than its raw length {raw_length}")
         return body[1:]
     if method == b"\x01":
+        frame = memoryview(body)[1:]  # a view: slicing bytes would copy the frame twice
         # max_output_size only bounds frames without a content size: check the declared one too.
-        if zstandard.frame_content_size(body[1:]) > raw_length:
+        if zstandard.frame_content_size(frame) > raw_length:
             raise ValueError(f"compressed blob declares more than its raw length {raw_length}")
-        return _decompressor().decompress(body[1:], max_output_size=raw_length)
+        return _decompressor().decompress(frame, max_output_size=raw_length)
     raise ValueError(f"unknown compression method {method!r}")

@@ -38,8 +38,14 @@ class Sealer:
 
     def seal(self, plaintext: bytes, aad: bytes | None = None) -> bytes:
         """nonce || ciphertext || tag."""
+        nonce, sealed = self.seal_parts(plaintext, aad)
+        return nonce + sealed
+
+    def seal_parts(self, plaintext: bytes, aad: bytes | None = None) -> tuple[bytes, bytes]:
+        """What :meth:`seal` returns, as (nonce, ciphertext || tag), for a caller that copies
+        both into a buffer anyway (joining them would copy every blob once more)."""
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + self._aead.encrypt(nonce, plaintext, aad)
+        return nonce, self._aead.encrypt(nonce, plaintext, aad)
 
     def open(
         self, sealed: bytes | memoryview, aad: bytes | None = None, what: str = "data"

@@ -86,8 +86,10 @@ class PackBuilder:
 
     def add(self, blob_id: bytes, body: bytes, raw_length: int) -> None:
         """Encrypt and append one compressed blob body."""
-        sealed = self._sealer.seal(body, blob_id)
-        self.entries.append(PackEntry(blob_id, self.blob_type, self.size, len(sealed), raw_length))
+        nonce, sealed = self._sealer.seal_parts(body, blob_id)
+        length = len(nonce) + len(sealed)
+        self.entries.append(PackEntry(blob_id, self.blob_type, self.size, length, raw_length))
+        self._append(nonce)
         self._append(sealed)
 
     def finish(self) -> tuple[bytes, memoryview]:
