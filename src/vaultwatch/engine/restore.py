@@ -54,6 +54,7 @@ _ZEROS = bytes(16 * 1024 * 1024)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
 _METADATA_BATCH = 256
 LOCAL_SPAN = 2 * 1024 * 1024
+_PROGRESS_STEP = 1024 * 1024  # bytes written between progress updates (one lock each)
 
 
 @dataclass
@@ -382,6 +383,7 @@ class _Restore:
         wanted: dict[bytes, list[tuple[_FilePlan, int]]],
     ) -> None:
         fds: dict[bytes, int] = {}
+        written = done = 0  # counted here, added to the shared totals under one lock at the end
         try:
             for loc, data in self.repo.read_pack(pack_id, locs, self.max_span):
                 targets = wanted[loc.blob_id]
@@ -408,9 +410,11 @@ class _Restore:
                             fd = fds[plan.path] = os.open(plan.path, os.O_WRONLY | os.O_NOFOLLOW)
                         _pwrite_all(fd, data, off)
                     if not zero or not plan.fresh:
-                        with self._lock:
-                            self.result.bytes_written += len(data)
-                    self.progress.add(len(data))
+                        written += len(data)
+                    done += len(data)
+                if done >= _PROGRESS_STEP:
+                    self.progress.add(done)
+                    done = 0
         except OSError as exc:
             for loc in locs:
                 for plan, _ in wanted[loc.blob_id]:
@@ -418,6 +422,9 @@ class _Restore:
         finally:
             for fd in fds.values():
                 os.close(fd)
+            self.progress.add(done)
+            with self._lock:
+                self.result.bytes_written += written
 
     def finish(self) -> None:
         done = []
