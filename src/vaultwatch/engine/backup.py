@@ -62,7 +62,7 @@ class FileCache(Protocol):
     def put(self, path: bytes, node: Node, content: list[bytes]) -> None:
         """Record a file whose content is now fully handed to the pack writer.
 
-        Called from worker threads as soon as each file is read.
+        Called from worker threads once the batch holding the file is stored.
         """
         ...
 
