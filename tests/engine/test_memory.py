@@ -1,11 +1,10 @@
-"""Pipeline tuning: per-thread read buffers and the paused garbage collector."""
+"""Pipeline tuning: per-thread read buffers."""
 
 from __future__ import annotations
 
-import gc
 import threading
 
-from vaultwatch.engine.memory import ThreadBuffers, no_cycle_collection
+from vaultwatch.engine.memory import ThreadBuffers
 
 
 def test_a_thread_gets_its_buffer_back() -> None:
@@ -45,17 +44,3 @@ def test_larger_reads_get_larger_buffers_and_huge_ones_are_not_kept() -> None:
     huge = buffers.take(10_000)
     buffers.give_back(huge)
     assert buffers.take(10).obj is not huge.obj  # not held for the thread's lifetime
-
-
-def test_collector_paused_inside_and_restored_after() -> None:
-    assert gc.isenabled()
-    with no_cycle_collection():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with no_cycle_collection():
-            pass
-        assert not gc.isenabled()  # a caller's own choice is left as it was
-    finally:
-        gc.enable()

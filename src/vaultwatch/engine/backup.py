@@ -31,7 +31,7 @@ from vaultwatch import __version__
 from vaultwatch.engine.chunker import Chunker
 from vaultwatch.engine.compress import compress
 from vaultwatch.engine.errors import EngineError
-from vaultwatch.engine.memory import no_cycle_collection, short_gil_slices, tune_allocator
+from vaultwatch.engine.memory import short_gil_slices, tune_allocator
 from vaultwatch.engine.metadata import node_from_stat, node_type
 from vaultwatch.engine.pack import DATA, TREE
 from vaultwatch.engine.progress import Progress
@@ -716,7 +716,6 @@ def backup(
         run = _Backup(repo, options, progress)
         progress.phase = "backing up"
         with (
-            no_cycle_collection(),
             short_gil_slices(),
             repo.writer() as writer,
             ThreadPoolExecutor(options.hash_workers, thread_name_prefix="hash") as hash_pool,

@@ -1,4 +1,4 @@
-"""Allocator, garbage collector and GIL tuning for the backup and restore pipelines.
+"""Allocator, buffer and GIL tuning for the backup and restore pipelines.
 
 The pipelines allocate and free many buffers of 8 KiB to 8 MiB from several
 threads. glibc's default raises its mmap threshold after the first large
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import sys
 import threading
 from collections.abc import Iterator
@@ -72,24 +71,6 @@ def short_gil_slices(interval: float = 0.0005) -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
-
-
-@contextmanager
-def no_cycle_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a pipeline runs.
-
-    A backup or restore allocates a few hundred thousand nodes, plans and
-    buffers that form no cycles; each allocation burst set the collector off
-    to walk them all again (2-3 % of a restore's CPU). Reference counting
-    still frees everything; cycles made meanwhile wait for the next collection.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class ThreadBuffers:
