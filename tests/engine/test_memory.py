@@ -1,10 +1,11 @@
-"""Pipeline tuning: per-thread read buffers."""
+"""Pipeline tuning: per-thread read buffers and the collector's thresholds."""
 
 from __future__ import annotations
 
+import gc
 import threading
 
-from vaultwatch.engine.memory import ThreadBuffers
+from vaultwatch.engine.memory import ThreadBuffers, rare_young_collections
 
 
 def test_a_thread_gets_its_buffer_back() -> None:
@@ -44,3 +45,11 @@ def test_larger_reads_get_larger_buffers_and_huge_ones_are_not_kept() -> None:
     huge = buffers.take(10_000)
     buffers.give_back(huge)
     assert buffers.take(10).obj is not huge.obj  # not held for the thread's lifetime
+
+
+def test_young_collections_are_rarer_inside_and_restored_after() -> None:
+    before = gc.get_threshold()
+    with rare_young_collections(50_000):
+        assert gc.isenabled()  # cycles are still collected, only less often
+        assert gc.get_threshold() == (50_000, *before[1:])
+    assert gc.get_threshold() == before

@@ -31,13 +31,14 @@ from vaultwatch import __version__
 from vaultwatch.engine.chunker import Chunker
 from vaultwatch.engine.compress import compress
 from vaultwatch.engine.errors import EngineError
-from vaultwatch.engine.memory import short_gil_slices, tune_allocator
+from vaultwatch.engine.memory import rare_young_collections, short_gil_slices, tune_allocator
 from vaultwatch.engine.metadata import node_from_stat, node_type
 from vaultwatch.engine.pack import DATA, TREE
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import BlobWriter, Repository
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import DIR, FILE, Node, Tree, child_path
+from vaultwatch.store.local import LocalStore
 
 BATCH_BYTES = 2 * 1024 * 1024
 SMALL_FILE = 1024 * 1024
@@ -715,7 +716,9 @@ def backup(
         parent = _find_parent(repo, options, norm, host)
         run = _Backup(repo, options, progress)
         progress.phase = "backing up"
+        local = isinstance(repo.store, LocalStore)
         with (
+            rare_young_collections() if local else contextlib.nullcontext(),
             short_gil_slices(),
             repo.writer() as writer,
             ThreadPoolExecutor(options.hash_workers, thread_name_prefix="hash") as hash_pool,

@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 from vaultwatch.engine.errors import EngineError, IntegrityError, UnsafePathError
 from vaultwatch.engine.index import BlobLocation
-from vaultwatch.engine.memory import short_gil_slices, tune_allocator
+from vaultwatch.engine.memory import rare_young_collections, short_gil_slices, tune_allocator
 from vaultwatch.engine.metadata import apply_metadata
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
@@ -510,26 +510,29 @@ def restore(
     target_is_new = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     target_is_new = target_is_new or not any(target.iterdir())
-    repo.load_index()
-    run = _Restore(
-        repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new
-    )
-    includes = [_split_include(i) for i in options.includes]
-    progress.phase = "planning"
-    run.prefetch_trees(snapshot.tree)
-    run.plan(snapshot.tree, [], includes)
-    run.resolve_files()
-    run.trees.clear()  # planned: the trees are no longer needed, free them before writing
-    run.release_plan_inputs()
-    if includes and not (run.files or run.dir_nodes or run.others or run.links):
-        raise EngineError(
-            "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
+    with (
+        rare_young_collections() if isinstance(repo.store, LocalStore) else contextlib.nullcontext()
+    ):
+        repo.load_index()
+        run = _Restore(
+            repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new
         )
-    with short_gil_slices():
-        progress.phase = "restoring"
-        run.write_files()
-        progress.phase = "setting metadata"
-        run.finish()
+        includes = [_split_include(i) for i in options.includes]
+        progress.phase = "planning"
+        run.prefetch_trees(snapshot.tree)
+        run.plan(snapshot.tree, [], includes)
+        run.resolve_files()
+        run.trees.clear()  # planned: the trees are no longer needed, free them before writing
+        run.release_plan_inputs()
+        if includes and not (run.files or run.dir_nodes or run.others or run.links):
+            raise EngineError(
+                "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
+            )
+        with short_gil_slices():
+            progress.phase = "restoring"
+            run.write_files()
+            progress.phase = "setting metadata"
+            run.finish()
     run.result.duration = time.monotonic() - started
     progress.phase = "done"
     return run.result
