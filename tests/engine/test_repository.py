@@ -117,3 +117,27 @@ def test_writer_builds_packs_in_the_buffers_of_stored_ones(
     assert len({repo.lookup(b).pack_id for b in ids}) == 4  # type: ignore[union-attr]
     reopened = reopen(repo_path)
     assert [reopened.load_blob(b) for b in ids] == blobs  # no pack kept bytes of the last
+
+
+def test_a_pack_indexed_during_a_batch_search_is_not_stored_twice(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search runs outside the writer's lock; an upload may index its blob meanwhile."""
+    data = os.urandom(5 * KIB)
+    with repo.writer() as writer:
+        bid, new = writer.save(DATA, data)  # reserved, in a pack not yet stored
+        assert new
+        real_stored_blobs = repo.stored_blobs
+        searches = 0
+
+        def search_then_upload(blob_ids: list[bytes]) -> set[bytes]:
+            nonlocal searches
+            searches += 1
+            found = real_stored_blobs(blob_ids)
+            if searches == 1:
+                writer.flush()  # the pack is stored and indexed after the search looked
+            return found
+
+        monkeypatch.setattr(repo, "stored_blobs", search_then_upload)
+        assert writer.reserve_many([bid]) == [False]
+    assert len(repo.index.by_pack()) == 1  # one pack, one copy of the blob

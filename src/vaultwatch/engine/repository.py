@@ -615,6 +615,7 @@ class BlobWriter:
         self._builders: dict[int, PackBuilder] = {}
         self._reserved: set[bytes] = set()
         self._spare_buffers: list[bytearray] = []  # of stored packs, for the next builders
+        self._packs_indexed = 0  # packs whose blobs moved from _reserved to the index
         self._pool = ThreadPoolExecutor(max_workers=upload_workers, thread_name_prefix="upload")
         self._inflight = threading.BoundedSemaphore(max_inflight)
         self._futures: list[Future[None]] = []
@@ -640,12 +641,19 @@ class BlobWriter:
     def reserve_many(self, bids: list[bytes]) -> list[bool]:
         """:meth:`reserve` for many blobs, with one vectorised index search outside the lock.
 
-        Searching first is safe: while this writer lives, the blobs added to
-        the index are its own, which it reserved before adding them.
+        While this writer lives, the blobs added to the index are its own: a
+        blob is reserved until its pack is indexed. A pack indexed during the
+        search has left the reserved set, so then the search is made again.
         """
-        stored = self.repo.stored_blobs(bids) if bids else set()
+        if not bids:
+            return []
+        with self._lock:
+            packs_indexed = self._packs_indexed
+        stored = self.repo.stored_blobs(bids)
         out = []
         with self._lock:
+            if self._packs_indexed != packs_indexed:
+                stored = self.repo.stored_blobs(bids)
             for bid in bids:
                 new = bid not in stored and bid not in self._reserved
                 if new:
@@ -707,6 +715,7 @@ class BlobWriter:
                 self.stored_bytes += len(data)
                 for e in builder.entries:
                     self._reserved.discard(e.blob_id)
+                self._packs_indexed += 1
                 self._unsaved.append((pack_id, builder.salt, builder.entries))
                 if len(self._unsaved) >= self._index_every:
                     write_now, self._unsaved = self._unsaved, []
