@@ -49,7 +49,9 @@ def test_larger_reads_get_larger_buffers_and_huge_ones_are_not_kept() -> None:
 
 def test_young_collections_are_rarer_inside_and_restored_after() -> None:
     before = gc.get_threshold()
-    with rare_young_collections(50_000):
+    with rare_young_collections(True, 50_000):
         assert gc.isenabled()  # cycles are still collected, only less often
         assert gc.get_threshold() == (50_000, *before[1:])
     assert gc.get_threshold() == before
+    with rare_young_collections(False, 50_000):
+        assert gc.get_threshold() == before  # a remote store keeps the defaults

@@ -5,8 +5,9 @@ since the parent snapshot are read by ``file_workers`` threads, which cut them
 into chunks and hand batches of chunks to ``hash_workers`` threads for
 hashing and compression (both release the GIL, so both cores stay busy even
 on one large file). Small files are read in batches, each reader keeping the
-disk busy with the next files of its batch while it works on one. Memory stays bounded: each file keeps at most two batches
-in flight, and the pack writer holds at most a few packs.
+disk busy with the next files of its batch while it works on one. Memory
+stays bounded: each file keeps at most two batches in flight, and the pack
+writer holds at most a few packs.
 """
 
 from __future__ import annotations
@@ -275,9 +276,11 @@ class _Backup:
             content.extend(self._store_batch(batch))
         return content, size
 
-    def _read_once(self, path: bytes, opened: int | None = None) -> _FileOutcome:
-        """Read one file (``opened``: its descriptor, opened ahead; closed here either way)."""
+    def _read_once(self, path: bytes, opened: int | OSError | None = None) -> _FileOutcome:
+        """Read one file (``opened``: what opening it ahead gave; a descriptor is closed here)."""
         assert self.hash_pool is not None
+        if isinstance(opened, OSError):
+            raise opened
         fd = opened if opened is not None else _open_for_reading(path)
         try:
             before = os.fstat(fd)
@@ -306,7 +309,7 @@ class _Backup:
             unstored=unstored,
         )
 
-    def _read_with_retries(self, path: bytes, opened: int | None = None) -> _FileOutcome:
+    def _read_with_retries(self, path: bytes, opened: int | OSError | None = None) -> _FileOutcome:
         attempts = self.options.read_retries + 1
         outcome: _FileOutcome | None = None
         for attempt in range(attempts):
@@ -390,11 +393,7 @@ class _Backup:
                     if j not in ahead:
                         ahead[j] = _open_ahead(items[j][0])
                 self.progress.check()
-                opened = ahead.pop(i)
-                if isinstance(opened, OSError):
-                    outcomes.append(_FileOutcome([], 0, None, error=opened.strerror or str(opened)))
-                else:
-                    outcomes.append(self._read_with_retries(path, opened))
+                outcomes.append(self._read_with_retries(path, ahead.pop(i)))
         finally:
             for fd in ahead.values():  # cancelled half-way: close what was opened ahead
                 if isinstance(fd, int):
@@ -716,9 +715,8 @@ def backup(
         parent = _find_parent(repo, options, norm, host)
         run = _Backup(repo, options, progress)
         progress.phase = "backing up"
-        local = isinstance(repo.store, LocalStore)
         with (
-            rare_young_collections() if local else contextlib.nullcontext(),
+            rare_young_collections(isinstance(repo.store, LocalStore)),
             short_gil_slices(),
             repo.writer() as writer,
             ThreadPoolExecutor(options.hash_workers, thread_name_prefix="hash") as hash_pool,

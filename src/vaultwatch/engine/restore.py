@@ -510,9 +510,7 @@ def restore(
     target_is_new = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     target_is_new = target_is_new or not any(target.iterdir())
-    with (
-        rare_young_collections() if isinstance(repo.store, LocalStore) else contextlib.nullcontext()
-    ):
+    with rare_young_collections(isinstance(repo.store, LocalStore)):
         repo.load_index()
         run = _Restore(
             repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new
