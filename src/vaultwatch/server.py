@@ -252,9 +252,10 @@ def build_app(
                 cat.dispose()
 
     app = FastAPI(
-        title="Vaultwatch gateway API",
+        title="Vaultwatch API",
         version=__version__,
-        summary="Agent enrollment, vault access, heartbeats and job reports.",
+        summary="Agent enrollment, vault access, heartbeats and job reports; the operations"
+        " center's status, events, alarms and incidents.",
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,
         redoc_url=None,
@@ -275,6 +276,12 @@ def build_app(
         vaults = VaultAccess(settings, cat)
         app.state.gateway = GatewayService(cat, settings.token_key(), vaults)
         app.include_router(router)
+    if "web" in chosen:
+        from vaultwatch.soc.api import router as soc_router
+
+        cat.check_schema()
+        app.include_router(soc_router)
+    if "gateway" in chosen or "web" in chosen:
         schema = app.openapi()
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             schemas.Problem.model_json_schema()

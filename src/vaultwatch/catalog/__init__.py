@@ -5,6 +5,7 @@ unit of work in `with catalog.session() as session:` (or
 `catalog.session(tenant_id=...)` for work on behalf of one customer).
 """
 
+from vaultwatch.catalog import soc_models as soc_models  # registers the SOC's tables
 from vaultwatch.catalog.db import (
     Catalog,
     CatalogSession,

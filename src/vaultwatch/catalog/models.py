@@ -60,6 +60,7 @@ class Base(DeclarativeBase):
         uuid.UUID: Uuid(),
         dict[str, Any]: JSONObject,
         list[str]: JSONList,
+        list[Any]: JSONList,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 
-from vaultwatch.catalog import Catalog, audit
+from vaultwatch.catalog import Catalog, Role, audit
 from vaultwatch.catalog.enrollment import DEFAULT_ENROLLMENT_TTL, create_enrollment_token
 from vaultwatch.catalog.tenants import create_tenant, find_tenant, list_tenants
 from vaultwatch.cli.output import cell, line, local_time, new_table, print_json, print_table
@@ -26,7 +28,9 @@ from vaultwatch.cli.server import DataDirOpt, JsonOpt
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.server_config import ServerSettings, load_settings
 
-admin_app = typer.Typer(help="Administer tenants and enrollment tokens.", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Administer tenants, users, API keys and enrollment tokens.", no_args_is_help=True
+)
 tenant_app = typer.Typer(help="Customers of the service.", no_args_is_help=True)
 token_app = typer.Typer(help="Enrollment tokens for agents.", no_args_is_help=True)
 admin_app.add_typer(tenant_app, name="tenant")
@@ -186,3 +190,152 @@ def token_create(
     line(issued.plaintext)
     if ca is not None:
         line(f"agents trust the CA certificate {ca} (SHA-256 {ca_print})")
+
+
+user_app = typer.Typer(help="People who log into the portal and the console.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for people and scripts.", no_args_is_help=True)
+admin_app.add_typer(user_app, name="user")
+admin_app.add_typer(apikey_app, name="apikey")
+
+
+def _tenant_id(session: Session, tenant: str | None) -> uuid.UUID | None:
+    from vaultwatch.catalog.tenants import get_tenant
+
+    if tenant is None:
+        return None
+    found = find_tenant(session, tenant)
+    if found is None:
+        try:
+            found = get_tenant(session, uuid.UUID(tenant))
+        except ValueError:
+            raise AdminError(f"no tenant named {tenant!r}") from None
+    return found.id
+
+
+@user_app.command("create")
+def user_create(
+    data_dir: DataDirOpt,
+    email: Annotated[str, typer.Option("--email", help="Login name")],
+    role: Annotated[Role, typer.Option("--role", help="What the user may do")],
+    name: Annotated[str | None, typer.Option("--name", help="Display name")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Tenant name or id (customer roles only)")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create an account with a random password (printed once)."""
+    import secrets
+
+    from vaultwatch.catalog.users import create_user
+
+    password = secrets.token_urlsafe(18)
+    with open_catalog(data_dir) as (_settings, catalog), catalog.session() as session:
+        user = create_user(
+            session,
+            email=email,
+            display_name=name or email.split("@", 1)[0],
+            role=role,
+            password=password,
+            actor=cli_actor(),
+            tenant_id=_tenant_id(session, tenant),
+        )
+        doc = {
+            "id": str(user.id),
+            "email": user.email,
+            "role": user.role.value,
+            "tenant_id": str(user.tenant_id) if user.tenant_id else None,
+            "password": password,
+        }
+    if json:
+        print_json(doc)
+        return
+    line(f"created {doc['role']} {doc['email']} ({doc['id']})")
+    line(f"password (shown once): {password}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    data_dir: DataDirOpt,
+    user: Annotated[str, typer.Option("--user", help="The user (email) the key acts as")],
+    name: Annotated[str, typer.Option("--name", help="What the key is for")] = "cli",
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lifetime: 30m, 24h, 90d ... (default: none)")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create an API key acting as a user, with the user's role (printed once)."""
+    from vaultwatch.soc.apikeys import create_api_key, find_user
+
+    lifetime = parse_duration(expires) if expires else None
+    with open_catalog(data_dir) as (settings, catalog), catalog.session() as session:
+        account = find_user(session, user)
+        issued = create_api_key(
+            session, account, name, key=settings.token_key(), actor=cli_actor(), lifetime=lifetime
+        )
+        doc = {
+            "id": str(issued.id),
+            "api_key": issued.plaintext,
+            "prefix": issued.prefix,
+            "user": account.email,
+            "role": account.role.value,
+            "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+        }
+    if json:
+        print_json(doc)
+        return
+    line(f"API key for {doc['user']} ({doc['role']}), shown once:")
+    line(issued.plaintext)
+
+
+@apikey_app.command("list")
+def apikey_list(data_dir: DataDirOpt, json: JsonOpt = False) -> None:
+    """Every API key (prefixes only: the secrets are not kept)."""
+    from vaultwatch.soc.apikeys import list_api_keys
+
+    with open_catalog(data_dir) as (_settings, catalog), catalog.session() as session:
+        keys = list_api_keys(session)
+        rows = [
+            {
+                "id": str(k.id),
+                "prefix": k.prefix,
+                "name": k.name,
+                "user": email,
+                "created_at": k.created_at.isoformat(),
+                "expires_at": k.expires_at.isoformat() if k.expires_at else None,
+                "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
+                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+            }
+            for k, email in keys
+        ]
+    if json:
+        print_json(rows)
+        return
+    table = new_table("Prefix", "Name", "User", "Created", "Last used", "State")
+    for k, email in keys:
+        table.add_row(
+            cell(k.prefix),
+            cell(k.name),
+            cell(email),
+            cell(local_time(k.created_at)),
+            cell(local_time(k.last_used_at) if k.last_used_at else "never"),
+            cell("revoked" if k.revoked_at else "active"),
+        )
+    print_table(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key_ref: Annotated[str, typer.Argument(help="The key's id or prefix (vwk_XXXXXXXX)")],
+    data_dir: DataDirOpt,
+    json: JsonOpt = False,
+) -> None:
+    """Revoke an API key at once."""
+    from vaultwatch.soc.apikeys import revoke_api_key
+
+    with open_catalog(data_dir) as (_settings, catalog), catalog.session() as session:
+        row = revoke_api_key(session, key_ref, actor=cli_actor())
+        doc = {"id": str(row.id), "prefix": row.prefix, "revoked_at": str(row.revoked_at)}
+    if json:
+        print_json(doc)
+        return
+    line(f"revoked API key {doc['prefix']}")

@@ -1,0 +1,16 @@
+"""The SOC and portal HTTP API under ``/api/v1``: one router per area, gathered here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from vaultwatch.gateway.routes import API_PREFIX
+from vaultwatch.soc.api import alarms, events, ingest_alertmanager, session, silences, status
+
+router = APIRouter(prefix=API_PREFIX)
+router.include_router(session.router)
+router.include_router(events.router)
+router.include_router(alarms.router)
+router.include_router(ingest_alertmanager.router)
+router.include_router(status.router)
+router.include_router(silences.router)
