@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 need=()
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v snmptrap >/dev/null 2>&1 || need+=(snmp)
+command -v smartctl >/dev/null 2>&1 || [ -x /usr/sbin/smartctl ] || need+=(smartmontools)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -180,3 +181,16 @@ def test_housekeeping_moves_old_cleared_alarms_to_history_with_their_journal(
         assert live == ["gw2"]
         assert kept is not None and kept.node == "gw1" and kept.tally == 1
         assert [e.action for e in alarms.journal_of(session, old.id)] == ["clear"]
+
+
+def test_a_late_resend_of_a_resolved_occurrence_does_not_reopen(catalog: Catalog) -> None:
+    firing = _event(occurrence_key="startsAt=2026-12-01T12:00:00Z")
+    with catalog.session() as session:
+        alarms.raise_events(session, [firing])
+    with catalog.session() as session:
+        alarms.raise_events(session, [replace(firing, type=EventType.RESOLUTION)])
+    with catalog.session() as session:
+        (again,) = alarms.raise_events(session, [firing])
+    assert again.cleared and not again.reopened
+    alarm = _alarm(catalog)
+    assert alarm.cleared_at is not None and alarm.severity == 0 and alarm.tally == 1

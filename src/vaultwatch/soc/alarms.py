@@ -131,7 +131,10 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
         new.last_occurrence_key.is_not(None),
         new.last_occurrence_key == Alarm.last_occurrence_key,
     )
-    reopen: ColumnElement[bool] = and_(is_problem, was_cleared)
+    # A problem delivered again under the occurrence key already stored (a retry, or a
+    # late re-send after its own resolution) changes nothing: no count, no re-open.
+    stale = and_(is_problem, retry)
+    reopen: ColumnElement[bool] = and_(is_problem, was_cleared, ~retry)
     stmt = base.on_conflict_do_update(
         index_elements=[Alarm.identifier],
         set_={
@@ -141,11 +144,11 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
                 else_=Alarm.last_occurrence,
             ),
             "last_occurrence_key": new.last_occurrence_key,
-            "severity": new.severity,
+            "severity": case((stale, Alarm.severity), else_=new.severity),
             "last_problem_severity": case(
                 (is_problem, new.severity), else_=Alarm.last_problem_severity
             ),
-            "type": new.type,
+            "type": case((stale, Alarm.type), else_=new.type),
             "summary": new.summary,
             "node": new.node,
             "entity": new.entity,
@@ -156,7 +159,11 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
                 (and_(~is_problem, ~was_cleared), literal(now, Alarm.state_change.type)),
                 else_=Alarm.state_change,
             ),
-            "cleared_at": case((is_problem, None), else_=func.coalesce(Alarm.cleared_at, now)),
+            "cleared_at": case(
+                (stale, Alarm.cleared_at),
+                (is_problem, None),
+                else_=func.coalesce(Alarm.cleared_at, now),
+            ),
             "acknowledged": case((reopen, False), else_=Alarm.acknowledged),
             "acknowledged_by": case((reopen, None), else_=Alarm.acknowledged_by),
             "acknowledged_at": case((reopen, None), else_=Alarm.acknowledged_at),

@@ -114,7 +114,9 @@ def test_malformed_events_are_422_problems(api: SocApi) -> None:
 def test_customers_cannot_send_events_and_see_only_their_tenants_alarms(api: SocApi) -> None:
     assert _post(api, EVENT, api.customer_key).status_code == 403
     assert _post(api, EVENT, api.technician_key).status_code == 403
-    _post(api, dict(EVENT, node="srv1", alert_group="agent.heartbeat", tenant_id=str(api.tenant_id)))
+    _post(
+        api, dict(EVENT, node="srv1", alert_group="agent.heartbeat", tenant_id=str(api.tenant_id))
+    )
     theirs = _post(
         api,
         dict(EVENT, node="srv9", alert_group="agent.heartbeat", tenant_id=str(api.other_tenant_id)),
@@ -164,7 +166,9 @@ def test_the_list_filters_sorts_and_pages_with_a_cursor(api: SocApi) -> None:
         dict(EVENT, node=f"n{i:02d}", severity=severities[i % 4], alert_group="node.disk")
         for i in range(30)
     ]
-    api.client.post("/api/v1/events/batch", json={"events": events}, headers=api.as_(api.operator_key))
+    api.client.post(
+        "/api/v1/events/batch", json={"events": events}, headers=api.as_(api.operator_key)
+    )
     h = api.as_(api.operator_key)
     seen: list[dict[str, Any]] = []
     cursor = None

@@ -8,9 +8,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from vaultwatch.catalog.soc_models import EventSource, Severity
-from vaultwatch.soc.alarms import RaisedAlarm
 from vaultwatch.soc.api.auth import CatalogDep, Staff
-from vaultwatch.soc.api.schemas import EventBatchIn, EventIn, EventsAccepted, RaisedOut
+from vaultwatch.soc.api.schemas import EventBatchIn, EventIn, EventsAccepted
 from vaultwatch.soc.events import Event
 from vaultwatch.soc.ingest import submit_events
 
@@ -37,28 +36,10 @@ def _event(body: EventIn) -> Event:
     )
 
 
-def _accepted(count: int, raised: list[RaisedAlarm]) -> EventsAccepted:
-    return EventsAccepted(
-        accepted=count,
-        alarms=[
-            RaisedOut(
-                id=r.id,
-                identifier=r.identifier,
-                tally=r.tally,
-                severity=r.severity.label,  # type: ignore[arg-type]
-                created=r.created,
-                reopened=r.reopened,
-                cleared=r.cleared,
-            )
-            for r in raised
-        ],
-    )
-
-
 @router.post("/events", response_model=EventsAccepted, status_code=202, summary="Send one event")
 def post_event(body: EventIn, principal: Staff, catalog: CatalogDep) -> EventsAccepted:
     """Raise, repeat or clear one alarm."""
-    return _accepted(1, submit_events(catalog, [_event(body)]))
+    return EventsAccepted.of(1, submit_events(catalog, [_event(body)]))
 
 
 @router.post(
@@ -67,4 +48,4 @@ def post_event(body: EventIn, principal: Staff, catalog: CatalogDep) -> EventsAc
 def post_batch(body: EventBatchIn, principal: Staff, catalog: CatalogDep) -> EventsAccepted:
     """Up to 5,000 events in one transaction: all are stored, or none."""
     events = [_event(item) for item in body.events]
-    return _accepted(len(events), submit_events(catalog, events))
+    return EventsAccepted.of(len(events), submit_events(catalog, events))

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, Str
 
 from vaultwatch.catalog.soc_models import Alarm, AlarmClass, AlarmJournalEntry, EventType, Severity
 from vaultwatch.soc import events as ev
+from vaultwatch.soc.alarms import RaisedAlarm
 
 SeverityName = Literal["clear", "indeterminate", "warning", "minor", "major", "critical"]
 
@@ -79,6 +80,25 @@ class EventsAccepted(BaseModel):
 
     accepted: int
     alarms: list[RaisedOut]
+
+    @classmethod
+    def of(cls, count: int, raised: list[RaisedAlarm]) -> EventsAccepted:
+        """The answer for `count` events that did `raised` to their alarms."""
+        return cls(
+            accepted=count,
+            alarms=[
+                RaisedOut(
+                    id=r.id,
+                    identifier=r.identifier,
+                    tally=r.tally,
+                    severity=r.severity.label,  # type: ignore[arg-type]
+                    created=r.created,
+                    reopened=r.reopened,
+                    cleared=r.cleared,
+                )
+                for r in raised
+            ],
+        )
 
 
 class AlarmOut(BaseModel):

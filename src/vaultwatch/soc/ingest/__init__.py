@@ -6,11 +6,13 @@ Receivers parse what their senders speak into `Event`s and hand batches to
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from vaultwatch.catalog import Catalog
 from vaultwatch.soc.alarms import RaisedAlarm
 from vaultwatch.soc.events import Event
+from vaultwatch.soc.metrics import events_ingested
 from vaultwatch.soc.pipeline import process_events
 
 
@@ -19,4 +21,8 @@ def submit_events(catalog: Catalog, events: Sequence[Event]) -> list[RaisedAlarm
     if not events:
         return []
     with catalog.session() as session:
-        return process_events(session, events)
+        raised = process_events(session, events)
+    counter = events_ingested()
+    for source, count in Counter(event.source.value for event in events).items():
+        counter.labels(source).inc(count)
+    return raised
