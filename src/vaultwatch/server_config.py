@@ -12,6 +12,7 @@ The file can hold a PostgreSQL password in the catalog URL, so it is written
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,8 @@ DEFAULT_PORT = 8443
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_JSON_BYTES = 1024 * 1024
 ROLES = ("gateway", "web", "worker")
+DEFAULT_SITE = "default"
+MAX_NODE_NAME = 200
 
 SECRET_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -57,12 +60,19 @@ class ServerSettings:
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     max_concurrent_puts: int = 8
     spool_dir: Path | None = None
+    node_name: str = ""
+    site: str = DEFAULT_SITE
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings_file(self) -> Path:
         """Where these settings live."""
         return self.data_dir / SETTINGS_FILE
+
+    @property
+    def node(self) -> str:
+        """This node's name in the operations center (the host name unless set)."""
+        return self.node_name or socket.gethostname()
 
     @property
     def upload_spool(self) -> Path:
@@ -96,7 +106,13 @@ class ServerSettings:
         if self.ca_cert is not None:
             tls["ca_cert"] = rel(self.ca_cert)
         return {
-            "server": {"host": self.host, "port": self.port, "roles": list(self.roles)},
+            "server": {
+                "host": self.host,
+                "port": self.port,
+                "roles": list(self.roles),
+                **({"node_name": self.node_name} if self.node_name else {}),
+                "site": self.site,
+            },
             "catalog": {"url": self.catalog_url},
             "vault": {"url": self.vault_url},
             "tls": tls,
@@ -188,6 +204,14 @@ def load_settings(data_dir: Path | str) -> ServerSettings:
     host = server.get("host", DEFAULT_HOST)
     if not isinstance(host, str) or not host:
         raise ServerConfigError(f"[server] host in {path} must be a host name or address")
+    node_name, site = server.get("node_name", ""), server.get("site", DEFAULT_SITE)
+    for what, value in (("node_name", node_name), ("site", site)):
+        if not isinstance(value, str) or len(value) > MAX_NODE_NAME or not value.isprintable():
+            raise ServerConfigError(
+                f"[server] {what} in {path} must be text of at most {MAX_NODE_NAME} characters"
+            )
+    if not site:
+        raise ServerConfigError(f"[server] site in {path} must not be empty")
     known = {"server", "catalog", "vault", "tls", "secrets", "gateway"}
     return ServerSettings(
         data_dir=root,
@@ -209,5 +233,7 @@ def load_settings(data_dir: Path | str) -> ServerSettings:
         max_concurrent_puts=integer(
             gateway, "max_concurrent_puts", 8, "[gateway] max_concurrent_puts"
         ),
+        node_name=node_name,
+        site=site,
         extra={k: v for k, v in doc.items() if k not in known},
     )

@@ -48,6 +48,7 @@ def record_heartbeat(
     free_disk_bytes: int | None,
     gateway_reachable: bool,
     now: datetime | None = None,
+    gateway_node: str | None = None,
 ) -> Heartbeat:
     """Store a heartbeat and bring the agent's latest facts and `last_seen_at` up to date.
 
@@ -68,6 +69,7 @@ def record_heartbeat(
             host_facts=host_facts,
             free_disk_bytes=free_disk_bytes,
             gateway_reachable=gateway_reachable,
+            **({"gateway_node": gateway_node[:200]} if gateway_node else {}),
         )
         .execution_options(synchronize_session="fetch")
     )

@@ -13,6 +13,7 @@ from vaultwatch.server_config import (
     DATA_DIR_ENV,
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEFAULT_SITE,
     ROLES,
     load_settings,
     parse_roles,
@@ -69,6 +70,15 @@ def init(
         list[str] | None,
         typer.Option("--name", help="Extra DNS name or address for the server certificate"),
     ] = None,
+    node_name: Annotated[
+        str | None,
+        typer.Option(
+            "--node-name", help="This node's name in the operations center (default: host name)"
+        ),
+    ] = None,
+    site: Annotated[
+        str, typer.Option("--site", help="The site (data center) this node is in")
+    ] = DEFAULT_SITE,
     json: JsonOpt = False,
 ) -> None:
     """Create the data directory: settings, catalog, TLS certificates and the first administrator."""
@@ -84,6 +94,8 @@ def init(
         host=host,
         port=port,
         server_names=names or [],
+        node_name=node_name or "",
+        site=site,
     )
     s = result.settings
     if json:

@@ -88,10 +88,15 @@ def _check_text(value: str, what: str, limit: int) -> str:
 class GatewayService:
     """The agent-facing operations, over one catalog and the tenants' vaults."""
 
-    def __init__(self, catalog: Catalog, token_key: bytes, vaults: VaultAccess) -> None:
+    def __init__(
+        self, catalog: Catalog, token_key: bytes, vaults: VaultAccess, node_name: str | None = None
+    ) -> None:
         self.catalog = catalog
         self._key = token_key
         self.vaults = vaults
+        #: The gateway node name recorded with each heartbeat: the operations center's
+        #: topology (which agents sit behind which gateway) comes from it.
+        self.node_name = node_name
         # Per agent: the backup sets it last reported to this process and when they were
         # written. Heartbeats repeat them unchanged all day; this skips reading them back.
         self._synced_sets: dict[uuid.UUID, tuple[int, float]] = {}
@@ -162,6 +167,7 @@ class GatewayService:
                 free_disk_bytes=report.free_disk_bytes,
                 gateway_reachable=reachable,
                 now=checked.checked_at,
+                gateway_node=self.node_name,
             )
             if sets_unchanged:
                 count = len(report.backup_sets)
