@@ -38,6 +38,7 @@ from vaultwatch.gateway.vault import VaultAccess
 from vaultwatch.server_config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEFAULT_SITE,
     PRIVATE_DIR_MODE,
     ROLES,
     SECRET_FILE_MODE,
@@ -53,6 +54,8 @@ log = logging.getLogger("vaultwatch.server")
 
 _OBJECT_PATH = f"{API_PREFIX}{OBJECTS}/"
 """Where vault objects live: their bodies are pack data, limited and paced on their own."""
+STREAM_SUFFIX = "/stream"
+"""How the paths of long-lived event streams end (the console's live views)."""
 
 
 # -- init --------------------------------------------------------------------------------------
@@ -89,6 +92,8 @@ def init_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     server_names: list[str] | None = None,
+    node_name: str = "",
+    site: str = DEFAULT_SITE,
 ) -> InitResult:
     """Create a data directory: settings, token key, TLS identity, catalog and first administrator.
 
@@ -127,6 +132,8 @@ def init_server(
         token_key_file=token_key_file,
         host=host,
         port=port,
+        node_name=node_name,
+        site=site,
     )
     store = open_store(settings.vault_url, create=True)
     store.close()
@@ -233,8 +240,14 @@ def build_app(
     roles: tuple[str, ...] | list[str] | str | None = None,
     *,
     catalog: Catalog | None = None,
+    background: bool = False,
 ) -> FastAPI:
-    """The ASGI app serving ``roles`` (default: the settings' roles)."""
+    """The ASGI app serving ``roles`` (default: the settings' roles).
+
+    With `background`, the app also runs the operations center's duties and
+    receivers while it serves (`vaultwatch.soc.runtime`); ``server run`` asks
+    for that, an app built for a test does not.
+    """
     chosen = parse_roles(roles if roles is not None else settings.roles)
     own_catalog = catalog is None
     cat = catalog or Catalog(settings.catalog_url)
@@ -242,10 +255,18 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runtime = None
         try:
+            if background:
+                from vaultwatch.soc.runtime import SocRuntime
+
+                runtime = SocRuntime(cat, settings, chosen)
+                await runtime.start()
             with short_gil_slices():
                 yield
         finally:
+            if runtime is not None:
+                await runtime.stop()
             if vaults is not None:
                 vaults.close()
             if own_catalog:
@@ -274,13 +295,15 @@ def build_app(
     if "gateway" in chosen:
         cat.check_schema()
         vaults = VaultAccess(settings, cat)
-        app.state.gateway = GatewayService(cat, settings.token_key(), vaults)
+        app.state.gateway = GatewayService(cat, settings.token_key(), vaults, settings.node)
         app.include_router(router)
     if "web" in chosen:
         from vaultwatch.soc.api import router as soc_router
+        from vaultwatch.web.app import install_web
 
         cat.check_schema()
         app.include_router(soc_router)
+        install_web(app, cat, settings)
     if "gateway" in chosen or "web" in chosen:
         schema = app.openapi()
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
@@ -309,8 +332,14 @@ def is_bulk_transfer(scope: Scope) -> bool:
 
 
 def is_control_request(scope: Scope) -> bool:
-    """A short agent API request (heartbeat, job report, listing ...) or a health probe."""
+    """A short agent API request (heartbeat, job report, listing ...) or a health probe.
+
+    Streams (``.../stream``: Server-Sent Events) last minutes; counted as
+    control they would hold uploads back for as long as a console is open.
+    """
     path = str(scope.get("path", ""))
+    if path.endswith(STREAM_SUFFIX):
+        return False
     return path == "/healthz" or path.startswith(API_PREFIX + "/")
 
 
@@ -351,6 +380,9 @@ def log_config(level: str = "info") -> dict[str, Any]:
 
 _DATA_DIR_ENV = "VAULTWATCH_SERVER_DATA_DIR"
 _ROLES_ENV = "VAULTWATCH_SERVER_ROLES"
+_OVERRIDES_ENV = "VAULTWATCH_SERVER_OVERRIDES"
+#: Settings the command line may override for one run (they reach every worker process).
+_OVERRIDABLE = ("host", "port", "node_name")
 
 
 def app_from_environment() -> FastAPI:
@@ -358,7 +390,9 @@ def app_from_environment() -> FastAPI:
     from vaultwatch.server_config import load_settings
 
     settings = load_settings(os.environ[_DATA_DIR_ENV])
-    return build_app(settings, os.environ.get(_ROLES_ENV) or None)
+    overrides = json.loads(os.environ.get(_OVERRIDES_ENV) or "{}")
+    settings = settings.with_overrides(**{k: v for k, v in overrides.items() if k in _OVERRIDABLE})
+    return build_app(settings, os.environ.get(_ROLES_ENV) or None, background=True)
 
 
 def run_server(
@@ -369,6 +403,7 @@ def run_server(
     roles: tuple[str, ...] | None = None,
     log_level: str = "info",
     workers: int = 1,
+    node_name: str | None = None,
 ) -> None:
     """Serve over TLS until interrupted, in ``workers`` processes sharing the port.
 
@@ -380,6 +415,12 @@ def run_server(
     import uvicorn
 
     chosen = roles or settings.roles
+    overrides = {
+        name: value
+        for name, value in (("host", host), ("port", port), ("node_name", node_name))
+        if value
+    }
+    settings = settings.with_overrides(**overrides)
     os.umask(0o077)  # the catalog's WAL files, spooled uploads and vault files stay private
     for path in (settings.tls_cert, settings.tls_key):
         if not path.is_file():
@@ -399,10 +440,11 @@ def run_server(
         "proxy_headers": False,
     }
     if workers == 1:
-        uvicorn.run(build_app(settings, chosen), **common)
+        uvicorn.run(build_app(settings, chosen, background=True), **common)
         return
     os.environ[_DATA_DIR_ENV] = str(settings.data_dir)
     os.environ[_ROLES_ENV] = ",".join(chosen)
+    os.environ[_OVERRIDES_ENV] = json.dumps(overrides)
     uvicorn.run("vaultwatch.server:app_from_environment", factory=True, workers=workers, **common)
 
 

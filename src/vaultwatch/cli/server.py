@@ -152,6 +152,10 @@ def run(
             help="Server processes sharing the port (0: one per CPU core)",
         ),
     ] = 0,
+    node_name: Annotated[
+        str | None,
+        typer.Option("--node-name", help="This node's name [default: from settings, or host name]"),
+    ] = None,
 ) -> None:
     """Serve the chosen roles over TLS until interrupted."""
     from vaultwatch.server import run_server
@@ -169,4 +173,5 @@ def run(
         roles=chosen,
         log_level=log_level.lower(),
         workers=workers or os.cpu_count() or 1,
+        node_name=node_name,
     )

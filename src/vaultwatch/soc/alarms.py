@@ -150,6 +150,9 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
             ),
             "type": case((stale, Alarm.type), else_=new.type),
             "summary": new.summary,
+            "alert_group": case(
+                (and_(is_problem, ~retry), new.alert_group), else_=Alarm.alert_group
+            ),
             "node": new.node,
             "entity": new.entity,
             "alarm_class": new.alarm_class,

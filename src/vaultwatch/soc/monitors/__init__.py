@@ -62,7 +62,7 @@ class MonitorSettings:
     node_store_latency_ms: float = 1000.0
     node_db_latency_ms: float = 250.0
     node_command_timeout: float = 10.0
-    probe_interval: float = 10.0
+    probe_interval: float = 2.0
     probe_cert_warn_days: float = 14.0
 
     @classmethod

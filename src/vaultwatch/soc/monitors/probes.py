@@ -202,9 +202,19 @@ def _host(kind: str, target: str) -> str:
         return target
 
 
+#: Entities whose failed probe means the thing itself is down (a correlation root).
+DOWN_KINDS = frozenset({"gateway", "node", "site", "store"})
+
+
 def probe_event(probe: _Due, result: ProbeResult, cert_warn_days: float) -> Event:
-    """The alarm a probe result calls for: down, certificate near expiry, or a resolution."""
+    """The alarm a probe result calls for: down, certificate near expiry, or a resolution.
+
+    A failed probe of a gateway, node, site or store says that thing is down
+    (``gateway.down`` ...), which makes it the root cause of the alarms below it.
+    """
     group = f"probe.{probe.kind}"
+    kind = probe.entity.split(":", 1)[0]
+    down_group = f"{kind}.down" if kind in DOWN_KINDS else group
     attributes = {"probe": probe.name, "target": probe.target}
     if result.latency_ms is not None:
         attributes["latency_ms"] = str(result.latency_ms)
@@ -215,13 +225,13 @@ def probe_event(probe: _Due, result: ProbeResult, cert_warn_days: float) -> Even
         "alert_group": group,
         "alert_key": probe.name,
         "entity": probe.entity,
-        "identifier": f"probe:{probe.name}|{group}",
+        "identifier": f"probe:{probe.name}|{group}",  # one alarm per probe, whatever it says
         "source": EventSource.PROBE,
         "attributes": attributes,
     }
     if not result.ok:
         return Event(
-            **common,  # type: ignore[arg-type]
+            **{**common, "alert_group": down_group},  # type: ignore[arg-type]
             summary=f"{probe.kind} probe {probe.name} to {probe.target} failed: {result.error}",
             severity=Severity.MAJOR,
             occurrence_key=f"error:{result.error}"[:200],
