@@ -124,12 +124,16 @@ class SocRuntime:
         from vaultwatch.soc.housekeeping import housekeeping_duties
         from vaultwatch.soc.incidents import incident_duties
         from vaultwatch.soc.monitors import default_duties
+        from vaultwatch.soc.ransomware import guard_duties
+        from vaultwatch.soc.silences import silence_duties
         from vaultwatch.soc.topology_sync import topology_duty
 
         return [
             *default_duties(self.catalog, self.settings, node_name=self.settings.node),
             topology_duty(self.settings),
             *incident_duties(self.catalog, self.settings),
+            *silence_duties(),
+            *guard_duties(),
             *housekeeping_duties(),
             *self.extra_duties,
         ]
