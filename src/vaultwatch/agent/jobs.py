@@ -26,7 +26,7 @@ import httpx
 
 from vaultwatch.agent.client import Backoff, NetworkDown
 from vaultwatch.agent.config import AgentConfig, BackupSetConfig
-from vaultwatch.agent.journal import FINAL_STATES, JobRecord, Journal
+from vaultwatch.agent.journal import FINAL_STATES, JobFileCache, JobRecord, Journal
 from vaultwatch.agent.vault import AgentRepository
 from vaultwatch.engine.backup import BackupOptions, BackupResult, backup
 from vaultwatch.engine.errors import SnapshotNotFoundError
@@ -64,6 +64,7 @@ class LiveJob:
     last_error: str | None = None
     packs_uploaded: int = 0
     bytes_uploaded: int = 0
+    file_cache: JobFileCache | None = None
 
 
 def _iso(ts: float) -> str:
@@ -93,6 +94,9 @@ def report_body(
         ),
         "errors": [],
         "snapshot": None,
+        "phase": progress.phase if progress else None,
+        "current_file": (progress.current or None) if progress else None,
+        "resumed_bytes": live.file_cache.hit_bytes if live.file_cache is not None else None,
     }
     if error:
         body["errors"] = [{"path": "", "message": error[:4000]}]
@@ -316,13 +320,16 @@ class JobRunner:
         repo.on_pack_uploaded = self.on_pack_uploaded
         excludes = list(cfg.excludes)
         excludes.append(str(self.config.state_dir))
+        cache = self.journal.file_cache(job_uid)
         options = BackupOptions(
             excludes=excludes,
             tags=[f"set:{cfg.name}"],
             hostname=self.hostname,
             parent=self._parent(cfg),
-            file_cache=self.journal.file_cache(job_uid),
+            file_cache=cache,
         )
+        if self.live is not None:
+            self.live.file_cache = cache
         try:
             try:
                 return backup(repo, cfg.paths, options, progress)

@@ -399,6 +399,7 @@ class JobFileCache:
         self.journal = journal
         self.job_uid = job_uid
         self.hits = 0
+        self.hit_bytes = 0  # what an earlier try of the job already stored (not read again)
         self._lock = threading.Lock()
         # Most jobs are fresh: don't query the database for every file of those.
         self._may_hit = journal.count_files(job_uid) > 0
@@ -419,6 +420,7 @@ class JobFileCache:
             return None
         with self._lock:
             self.hits += 1
+            self.hit_bytes += node.size
         return [blob[i : i + ID_SIZE] for i in range(0, len(blob), ID_SIZE)]
 
     def put(self, path: bytes, node: Node, content: list[bytes]) -> None:

@@ -86,6 +86,9 @@ class JobReport:
     errors: list[str] = field(default_factory=list)
     error_count: int | None = None
     snapshot: ReportedSnapshot | None = None
+    phase: str | None = None
+    current_file: str | None = None
+    resumed_bytes: int | None = None
 
 
 def _check_set(item: ReportedBackupSet) -> None:
@@ -251,6 +254,11 @@ def report_job(
     job.files_total = report.files_total
     job.rate_bytes_per_second = report.rate
     job.eta_seconds = report.eta_seconds
+    job.phase = report.phase[:50] if report.phase else None
+    job.current_file = (
+        report.current_file[-1024:] if report.current_file and not report.state.is_final else None
+    )
+    job.resumed_bytes = report.resumed_bytes
     job.errors = _clean_errors(report.errors)
     job.error_count = max(report.error_count or 0, len(report.errors))
     if report.snapshot is not None and report.state in SNAPSHOT_JOB_STATES:

@@ -213,6 +213,8 @@ class Agent(TenantScoped, Base):
     host_facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     free_disk_bytes: Mapped[int | None] = mapped_column(BigInteger)
     gateway_reachable: Mapped[bool | None] = mapped_column(Boolean)
+    gateway_node: Mapped[str | None] = mapped_column(String(200))
+    """The gateway node that received the latest heartbeat (the agent sits behind it)."""
 
     tenant: Mapped[Tenant] = relationship()
 
@@ -355,7 +357,8 @@ class Job(TenantScoped, Base):
 
     `updated_at` moves with every progress report, so a running job whose
     `updated_at` is old is stalled. `errors` keeps the most recent messages;
-    `error_count` counts them all.
+    `error_count` counts them all. `phase`, `current_file` and `resumed_bytes`
+    (what an earlier try already stored) are reported by newer agents only.
     """
 
     __tablename__ = "jobs"
@@ -383,6 +386,9 @@ class Job(TenantScoped, Base):
     files_total: Mapped[int | None] = mapped_column(BigInteger)
     rate_bytes_per_second: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[int | None] = mapped_column(Integer)
+    phase: Mapped[str | None] = mapped_column(String(50))
+    current_file: Mapped[str | None] = mapped_column(String(1024))
+    resumed_bytes: Mapped[int | None] = mapped_column(BigInteger)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[str]] = mapped_column(default=list)
     snapshot_id: Mapped[uuid.UUID | None] = mapped_column(

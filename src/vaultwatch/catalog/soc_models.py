@@ -188,9 +188,7 @@ class _AlarmColumns:
     alarm_class: Mapped[AlarmClass] = mapped_column(EnumText(AlarmClass))
     class_reason: Mapped[str] = mapped_column(String(300), default="")
     source: Mapped[EventSource] = mapped_column(EnumText(EventSource))
-    agent_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("agents.id", ondelete="SET NULL")
-    )
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     tally: Mapped[int] = mapped_column(BigInteger, default=1)
     first_occurrence: Mapped[datetime]
     last_occurrence: Mapped[datetime]
@@ -486,9 +484,7 @@ class SupportCase(TenantScoped, Base):
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     alarm_ids: Mapped[list[Any]] = mapped_column(default=list)
-    incident_id: Mapped[int | None] = mapped_column(
-        ForeignKey("incidents.id", ondelete="SET NULL")
-    )
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"))
     external_tickets: Mapped[list[Any]] = mapped_column(default=list)
     update_interval_seconds: Mapped[int] = mapped_column(Integer, default=86400)
     next_update_at: Mapped[datetime | None]
@@ -534,9 +530,7 @@ class Notification(HasTenant, Base):
     incident_id: Mapped[int | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), index=True
     )
-    case_id: Mapped[int | None] = mapped_column(
-        ForeignKey("support_cases.id", ondelete="SET NULL")
-    )
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("support_cases.id", ondelete="SET NULL"))
     state: Mapped[NotificationState] = mapped_column(EnumText(NotificationState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -139,6 +139,7 @@ app.add_typer(repo_app, name="repo")
 add_lazy_typer("agent", "vaultwatch.cli.agent:agent_app")
 add_lazy_typer("server", "vaultwatch.cli.server:server_app")
 add_lazy_typer("admin", "vaultwatch.cli.admin:admin_app")
+add_lazy_typer("soc", "vaultwatch.cli.soc:soc_app")
 app.command(name="demo")(demo)
 
 

@@ -204,6 +204,9 @@ class JobReportIn(Strict):
     errors: Annotated[list[ErrorItem], Field(max_length=1000)] = []
     error_count: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     snapshot: SnapshotIn | None = None
+    phase: Str200 | None = None
+    current_file: Path | None = None
+    resumed_bytes: Count | None = None
 
     def to_domain(self) -> JobReport:
         """The catalog's form; errors become ``path: message`` lines."""
@@ -224,6 +227,9 @@ class JobReportIn(Strict):
             errors=messages,
             error_count=self.error_count,
             snapshot=self.snapshot.to_domain() if self.snapshot else None,
+            phase=self.phase,
+            current_file=self.current_file,
+            resumed_bytes=self.resumed_bytes,
         )
 
 

@@ -10,13 +10,34 @@ clears it (generic clear) and never creates an alarm that was not raised.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Integer,
+    Text,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from vaultwatch.catalog.db import database_now, session_tenant
@@ -120,10 +141,56 @@ def _row(identifier: str, item: _Folded, now: datetime) -> dict[str, Any]:
     }
 
 
+#: Column types of the arrays a PostgreSQL batch is sent as (one array per column).
+_PG_ARRAYS: dict[str, Any] = {
+    "severity": Integer,
+    "last_problem_severity": Integer,
+    "tally": BigInteger,
+    "tenant_id": Uuid,
+    "agent_id": Uuid,
+    "first_occurrence": DateTime(timezone=True),
+    "last_occurrence": DateTime(timezone=True),
+    "state_change": DateTime(timezone=True),
+    "cleared_at": DateTime(timezone=True),
+    "acknowledged": Boolean,
+}
+
+
+def _pg_source(rows: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """The batch as ``SELECT unnest(:a), unnest(:b) ...``: one parameter per column.
+
+    A multi-row VALUES statement of a thousand alarms has 28,000 parameters,
+    and psycopg rewrites such a long query on every call (it caches only short
+    ones); arrays keep the statement short, constant and cached.
+    """
+    columns = list(rows[0])
+    params: dict[str, Any] = {}
+    selected = []
+    for name in columns:
+        values = [row[name] for row in rows]
+        if name == "attributes":
+            params[f"p_{name}"] = [json.dumps(v) for v in values]
+            selected.append(
+                cast(func.unnest(bindparam(f"p_{name}", type_=ARRAY(Text))), JSONB).label(name)
+            )
+            continue
+        element = _PG_ARRAYS.get(name, Text)
+        if isinstance(element, DateTime):
+            values = [v.astimezone(UTC) if v is not None else None for v in values]
+        params[f"p_{name}"] = values
+        selected.append(func.unnest(bindparam(f"p_{name}", type_=ARRAY(element))).label(name))
+    return select(*selected), {"columns": columns, "params": params}
+
+
 def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list[Any]:
     dialect = session.get_bind().dialect.name
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    base = insert_fn(Alarm)
+    base: Any
+    source: dict[str, Any] | None = None
+    if dialect == "postgresql":
+        selected, source = _pg_source(rows)
+        base = postgresql.insert(Alarm).from_select(source["columns"], selected)
+    else:
+        base = sqlite.insert(Alarm)
     new = base.excluded
     is_problem = new.type == EventType.PROBLEM.value
     was_cleared = Alarm.cleared_at.is_not(None)
@@ -184,12 +251,11 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
         Alarm.state_change,
         Alarm.cleared_at,
     )
-    return list(session.execute(stmt, rows).all()) if len(rows) == 1 else _many(session, stmt, rows)
-
-
-def _many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> list[Any]:
-    # One multi-row statement: "insertmanyvalues" keeps RETURNING on both engines.
-    return list(session.execute(stmt.values(rows)).all())
+    if source is not None:
+        return list(session.connection().execute(stmt, source["params"]).all())
+    # One executemany: SQLAlchemy's "insertmanyvalues" sends the rows in a few multi-row
+    # statements compiled once (cached), and keeps RETURNING.
+    return list(session.execute(stmt, rows).all())
 
 
 def _clear_only(

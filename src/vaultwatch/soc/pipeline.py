@@ -16,7 +16,7 @@ from vaultwatch.catalog.db import database_now
 from vaultwatch.soc.alarms import RaisedAlarm, raise_events
 from vaultwatch.soc.correlation import correlate
 from vaultwatch.soc.events import Event
-from vaultwatch.soc.incidents import open_incidents_for
+from vaultwatch.soc.incidents import open_incidents_for, resolve_cleared
 from vaultwatch.soc.silences import apply_silences
 
 
@@ -31,4 +31,5 @@ def process_events(
     apply_silences(session, raised, now)
     correlate(session, raised, now)
     open_incidents_for(session, raised, now)
+    resolve_cleared(session, raised, now)
     return raised

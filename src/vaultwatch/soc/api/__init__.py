@@ -5,12 +5,27 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from vaultwatch.gateway.routes import API_PREFIX
-from vaultwatch.soc.api import alarms, events, ingest_alertmanager, session, silences, status
+from vaultwatch.soc.api import (
+    alarms,
+    cases,
+    diagnostics,
+    events,
+    incidents,
+    ingest_alertmanager,
+    metrics,
+    session,
+    silences,
+    status,
+)
 
 router = APIRouter(prefix=API_PREFIX)
 router.include_router(session.router)
 router.include_router(events.router)
 router.include_router(alarms.router)
+router.include_router(metrics.router)
+router.include_router(diagnostics.router)
 router.include_router(ingest_alertmanager.router)
 router.include_router(status.router)
 router.include_router(silences.router)
+router.include_router(incidents.router)
+router.include_router(cases.router)
