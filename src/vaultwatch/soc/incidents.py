@@ -594,8 +594,8 @@ def incident_duties(catalog: Catalog, settings: ServerSettings) -> list[Duty]:
             return cases.remind_due_cases(session, ctx.now(session))
 
     return [
-        Duty("incidents.escalate", 15.0, escalate),
-        Duty("notifications.deliver", 10.0, deliver),
+        Duty("incidents.escalate", 2.0, escalate),
+        Duty("notifications.deliver", 2.0, deliver),
         Duty("incidents.customer-updates", 60.0, customer_reminders),
         Duty("cases.status-updates", 300.0, case_reminders),
     ]

@@ -128,8 +128,9 @@ class SocRuntime:
         from vaultwatch.soc.silences import silence_duties
         from vaultwatch.soc.topology_sync import topology_duty
 
+        served = self.settings.with_overrides(roles=tuple(self.roles))  # what this node reports
         return [
-            *default_duties(self.catalog, self.settings, node_name=self.settings.node),
+            *default_duties(self.catalog, served, node_name=self.settings.node),
             topology_duty(self.settings),
             *incident_duties(self.catalog, self.settings),
             *silence_duties(),

@@ -47,7 +47,9 @@ def endpoint_probes(session: Session, interval: float) -> int:
     added = 0
     for node in session.scalars(select(ServerNode).where(ServerNode.url.is_not(None))):
         assert node.url is not None
-        for role, entity in (("gateway", f"gateway:{node.name}"), ("web", f"web:{node.name}")):
+        # A web endpoint that stops answering means its node is down (node.down, the root
+        # above the node's gateway); a gateway endpoint alone means the gateway is down.
+        for role, entity in (("gateway", f"gateway:{node.name}"), ("web", f"node:{node.name}")):
             if role not in (node.roles or []):
                 continue
             name = f"{role}:{node.name}"
