@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from tests.soc.monitors.conftest import T0, Fleet
 from vaultwatch.catalog import Agent, BackupSet, JobState
+from vaultwatch.catalog.agents import record_heartbeat
 from vaultwatch.catalog.soc_models import Severity
 from vaultwatch.soc import alarms
 from vaultwatch.soc.monitors import MonitorSettings
@@ -130,3 +131,32 @@ def test_disabled_sets_are_not_expected(fleet: Fleet) -> None:
         session.execute(update(BackupSet).values(enabled=False))
     _run(fleet, T0 + timedelta(hours=2))
     assert fleet.alarms("backup.") == []
+
+
+def test_a_gateway_the_agent_cannot_reach_raises_a_path_alarm_until_it_can(fleet: Fleet) -> None:
+    def report(gateways: dict[str, bool], at: object) -> None:
+        with fleet.catalog.session() as session:
+            record_heartbeat(
+                session,
+                fleet.agent_id,
+                version="1.0",
+                host_facts={"gateways": gateways},
+                free_disk_bytes=10**9,
+                gateway_reachable=any(gateways.values()),
+                now=at,  # type: ignore[arg-type]
+            )
+
+    gw_a, gw_b = "https://gw-a.example:8443", "https://gw-b.example:8443"
+    identifier = f"agent:{fleet.agent_id}|agent.gateway.unreachable|{gw_b}"
+    report({gw_a: True, gw_b: False}, T0)
+    _run(fleet, T0 + timedelta(seconds=1))
+    _run(fleet, T0 + timedelta(seconds=2))
+    alarm = fleet.alarm(identifier)
+    assert alarm is not None and alarm.cleared_at is None and alarm.tally == 1
+    assert alarm.alarm_class == "network" and alarm.alert_key == gw_b
+    assert alarm.severity == Severity.MINOR and "cannot reach gateway" in alarm.summary
+    assert fleet.alarm(f"agent:{fleet.agent_id}|agent.gateway.unreachable|{gw_a}") is None
+    report({gw_a: True, gw_b: True}, T0 + timedelta(seconds=3))
+    _run(fleet, T0 + timedelta(seconds=4))
+    cleared = fleet.alarm(identifier)
+    assert cleared is not None and cleared.cleared_at is not None

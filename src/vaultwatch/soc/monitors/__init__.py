@@ -150,7 +150,7 @@ def default_duties(
     node: reporting this node's own health.
     """
     from vaultwatch.soc.duties import Duty
-    from vaultwatch.soc.monitors import agents, jobs, nodes, probes
+    from vaultwatch.soc.monitors import agents, jobs, nodes, probes, security
 
     config = monitor_settings or MonitorSettings.from_settings(settings)
     name = node_name or socket.gethostname()
@@ -160,5 +160,6 @@ def default_duties(
         Duty("monitor.jobs", config.interval, jobs.job_duty(config)),
         Duty("monitor.nodes", config.interval, nodes.node_duty(config)),
         Duty("monitor.probes", config.probe_interval, probes.probe_duty(config, settings)),
+        Duty("monitor.security", config.interval, security.security_duty()),
         Duty("node.health", config.node_report_interval, reporter.duty, leased=False),
     ]

@@ -1,4 +1,4 @@
-"""Agent monitors: missed heartbeats, and backups overdue against their set's RPO.
+"""Agent monitors: missed heartbeats, backups overdue against their set's RPO, gateway paths.
 
 Both alarms sit on the agent's topology entity (``agent:<id>``), so when a
 gateway or a site is down, correlation can file them as its symptoms.
@@ -24,6 +24,7 @@ from vaultwatch.soc.monitors import MonitorSettings, emit
 
 HEARTBEAT = "agent.heartbeat"
 OVERDUE = "backup.overdue"
+GATEWAY_PATH = "agent.gateway.unreachable"
 
 
 def describe_age(seconds: float) -> str:
@@ -219,12 +220,54 @@ def check_retired(session: Session) -> list[Event]:
     ]
 
 
+def check_gateway_paths(session: Session) -> list[Event]:
+    """Per agent and gateway it lists: a problem while it reports that gateway unreachable.
+
+    Agents report in each heartbeat whether they reach each gateway of their
+    list; one gateway out of reach while another answers is a network path
+    problem worth seeing before the last path fails.
+    """
+    events: list[Event] = []
+    rows = session.execute(
+        select(Agent.id, Agent.tenant_id, Agent.hostname, Agent.host_facts).where(
+            Agent.retired_at.is_(None)
+        )
+    )
+    for row in rows:
+        gateways = (row.host_facts or {}).get("gateways") or {}
+        if not isinstance(gateways, dict):
+            continue
+        for gateway, reachable in sorted(gateways.items()):
+            events.append(
+                Event(
+                    node=row.hostname,
+                    alert_group=GATEWAY_PATH,
+                    alert_key=str(gateway),
+                    entity=f"agent:{row.id}",
+                    identifier=f"agent:{row.id}|{GATEWAY_PATH}|{gateway}"[:255],
+                    tenant_id=row.tenant_id,
+                    agent_id=row.id,
+                    source=EventSource.MONITOR,
+                    type=EventType.RESOLUTION if reachable else EventType.PROBLEM,
+                    severity=Severity.CLEAR if reachable else Severity.MINOR,
+                    summary=(
+                        f"agent {row.hostname} reaches gateway {gateway} again"
+                        if reachable
+                        else f"agent {row.hostname} cannot reach gateway {gateway}"
+                    ),
+                    occurrence_key=None if reachable else "unreachable",
+                )
+            )
+    return events
+
+
 def run_agent_monitors(session: Session, now: datetime, config: MonitorSettings) -> int:
-    """Run both agent monitors in the caller's transaction; returns how many alarms changed."""
+    """Run the agent monitors in the caller's transaction; returns how many alarms changed."""
     events = [
         *check_heartbeats(session, now, timedelta(seconds=config.heartbeat_missed_after)),
         *check_retired(session),
         *check_backups_overdue(session, now),
+        *check_gateway_paths(session),
     ]
     return len(emit(session, events, now=now))
 
