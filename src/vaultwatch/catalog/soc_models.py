@@ -222,6 +222,7 @@ class Alarm(_AlarmColumns, HasTenant, Base):
         CheckConstraint(check_in("alarm_class", AlarmClass), name="alarm_class"),
         Index(None, "severity", "last_occurrence"),
         Index(None, "last_occurrence"),
+        Index(None, "state_change"),  # the console's change feed
         Index(None, "tenant_id", "severity"),
         Index(None, "alert_group", "severity"),
     )
@@ -248,7 +249,7 @@ class AlarmJournalEntry(HasTenant, Base):
     """
 
     __tablename__ = "alarm_journal"
-    __table_args__ = (Index(None, "alarm_id", "at"),)
+    __table_args__ = (Index(None, "alarm_id", "at"), Index(None, "at"))
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     alarm_id: Mapped[int] = mapped_column(BigInteger)

@@ -227,11 +227,11 @@ def authenticate_api_key(session: Session, plaintext: str, *, key: bytes) -> Pri
     raise InvalidApiKeyError("invalid API key")
 
 
-def login(catalog: Catalog, email: str, password: str, *, key: bytes) -> IssuedKey:
-    """Check a password and issue a key valid for `LOGIN_KEY_LIFETIME`.
+def check_password(catalog: Catalog, email: str, password: str) -> Principal:
+    """The principal of an email and password, issuing nothing (browser sessions make their own).
 
-    A failure is audited in its own transaction (it must outlive the refusal)
-    and answered with one error whichever of email and password was wrong.
+    A failure is audited as ``login.failed`` in its own transaction (it must
+    outlive the refusal) and answered with one error whichever was wrong.
     """
     wanted = email.strip().lower()
     with catalog.session() as session:
@@ -242,14 +242,7 @@ def login(catalog: Catalog, email: str, password: str, *, key: bytes) -> IssuedK
             and verify_password(user.password_hash, password)
         ):
             user.last_login_at = database_now(session)
-            return create_api_key(
-                session,
-                user,
-                "login",
-                key=key,
-                actor=audit.user_actor(user.id),
-                lifetime=LOGIN_KEY_LIFETIME,
-            )
+            return Principal(user.id, user.email, user.role, user.tenant_id)
         tenant_id = user.tenant_id if user is not None else None
         audit.record(
             session,
@@ -259,3 +252,20 @@ def login(catalog: Catalog, email: str, password: str, *, key: bytes) -> IssuedK
             details={"email": wanted[:320]},
         )
     raise LoginFailedError("wrong email or password")
+
+
+def login(catalog: Catalog, email: str, password: str, *, key: bytes) -> IssuedKey:
+    """Check a password (see `check_password`) and issue a key valid for `LOGIN_KEY_LIFETIME`."""
+    principal = check_password(catalog, email, password)
+    with catalog.session() as session:
+        user = session.get(User, principal.user_id)
+        if user is None:  # deleted between the two transactions
+            raise LoginFailedError("wrong email or password")
+        return create_api_key(
+            session,
+            user,
+            "login",
+            key=key,
+            actor=principal.actor,
+            lifetime=LOGIN_KEY_LIFETIME,
+        )

@@ -127,6 +127,7 @@ def upgrade() -> None:
             batch_op.f("ix_alarm_journal_alarm_id_at"), ["alarm_id", "at"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_alarm_journal_tenant_id"), ["tenant_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_alarm_journal_at"), ["at"], unique=False)
 
     op.create_table(
         "incidents",
@@ -370,6 +371,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_alarms_tenant_id_severity"), ["tenant_id", "severity"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_alarms_state_change"), ["state_change"], unique=False)
 
     op.create_table(
         "api_keys",
@@ -739,6 +741,7 @@ def downgrade() -> None:
 
     op.drop_table("api_keys")
     with op.batch_alter_table("alarms", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alarms_state_change"))
         batch_op.drop_index(batch_op.f("ix_alarms_tenant_id_severity"))
         batch_op.drop_index(batch_op.f("ix_alarms_suppressed_by"))
         batch_op.drop_index(batch_op.f("ix_alarms_severity_last_occurrence"))
@@ -770,6 +773,7 @@ def downgrade() -> None:
 
     op.drop_table("incidents")
     with op.batch_alter_table("alarm_journal", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alarm_journal_at"))
         batch_op.drop_index(batch_op.f("ix_alarm_journal_tenant_id"))
         batch_op.drop_index(batch_op.f("ix_alarm_journal_alarm_id_at"))
 

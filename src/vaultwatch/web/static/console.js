@@ -1,0 +1,294 @@
+// The SOC console's live alarm list: Server-Sent Events, keyboard navigation,
+// acknowledgements by fetch, browser notifications and a beep for new alarms.
+// Rows arrive rendered (and escaped) by the server; this file never builds markup from alarm text.
+(function () {
+  "use strict";
+
+  var tbody = document.getElementById("alarms");
+  if (!tbody) { return; }
+  var csrf = document.querySelector('meta[name="csrf-token"]').content;
+  var descending = tbody.dataset.desc === "true";
+  var streamUrl = tbody.dataset.stream;
+  var stale = document.getElementById("stale");
+  var liveText = document.getElementById("live-text");
+  var liveState = document.querySelector(".live-state");
+  var empty = document.getElementById("empty");
+  var total = document.getElementById("total");
+  var STALE_AFTER_MS = 2500;
+
+  // -- live feed -------------------------------------------------------------------------------
+
+  var source = null;
+  var lastMark = new URL(streamUrl, location.href).searchParams.get("since") || "";
+  var staleTimer = null;
+  var reopenTimer = null;
+
+  function setLive(live) {
+    if (live) {
+      clearTimeout(staleTimer);
+      staleTimer = null;
+      stale.hidden = true;
+      liveState.classList.add("live");
+      liveState.classList.remove("stale-state");
+      liveText.textContent = "Live";
+      document.body.dataset.live = "true";
+    } else if (staleTimer === null && document.body.dataset.live !== "false") {
+      // A planned reconnect takes a moment: only a real outage shows the banner.
+      staleTimer = setTimeout(function () {
+        stale.hidden = false;
+        liveState.classList.remove("live");
+        liveState.classList.add("stale-state");
+        liveText.textContent = "Reconnecting…";
+        document.body.dataset.live = "false";
+        staleTimer = null;
+      }, STALE_AFTER_MS);
+    }
+  }
+
+  function connect() {
+    var url = new URL(streamUrl, location.href);
+    if (lastMark) { url.searchParams.set("since", lastMark); }
+    source = new EventSource(url.toString());
+    source.onopen = function () { setLive(true); };
+    source.onerror = function () {
+      setLive(false);
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up (an HTTP error): signed out, or the server is restarting.
+        clearTimeout(reopenTimer);
+        reopenTimer = setTimeout(checkSession, 2000);
+      }
+    };
+    source.addEventListener("alarms", function (event) {
+      setLive(true);
+      if (event.lastEventId) { lastMark = event.lastEventId; }
+      apply(JSON.parse(event.data));
+    });
+    source.addEventListener("reload", function () { location.reload(); });
+  }
+
+  function checkSession() {
+    fetch("/console/ping", { redirect: "manual", credentials: "same-origin" })
+      .then(function (response) {
+        if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
+          location.reload();  // the session has ended: the server sends us to the login form
+        } else {
+          connect();
+        }
+      })
+      .catch(function () { reopenTimer = setTimeout(checkSession, 2000); });
+  }
+
+  function compareKeys(a, b) {
+    for (var i = 0; i < a.length; i++) {
+      if (a[i] < b[i]) { return -1; }
+      if (a[i] > b[i]) { return 1; }
+    }
+    return 0;
+  }
+
+  function place(row) {
+    var key = JSON.parse(row.dataset.key);
+    var rows = tbody.querySelectorAll("tr.alarm");
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i] === row) { continue; }
+      var order = compareKeys(key, JSON.parse(rows[i].dataset.key));
+      if (descending ? order > 0 : order < 0) {
+        tbody.insertBefore(row, rows[i]);
+        return;
+      }
+    }
+    tbody.appendChild(row);
+  }
+
+  function parseRow(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html.trim();
+    return template.content.firstElementChild;
+  }
+
+  function apply(data) {
+    var fresh = [];
+    var delta = 0;
+    data.changes.forEach(function (change) {
+      var existing = document.getElementById("alarm-" + change.id);
+      if (!change.matches) {
+        if (existing) {
+          existing.remove();
+          delta -= 1;
+        }
+        return;
+      }
+      var row = parseRow(change.html);
+      if (existing) {
+        var wasSelected = existing.classList.contains("selected");
+        existing.replaceWith(row);
+        if (wasSelected) { select(row, false); }
+      } else {
+        row.classList.add("fresh");
+        fresh.push(change);
+        delta += 1;
+      }
+      place(row);
+    });
+    Object.keys(data.counts).forEach(function (label) {
+      var counter = document.querySelector('[data-count="' + label + '"]');
+      if (counter) { counter.textContent = data.counts[label]; }
+    });
+    var shown = tbody.querySelectorAll("tr.alarm").length;
+    empty.hidden = shown > 0;
+    total.textContent = String(Math.max(shown, parseInt(total.textContent, 10) + delta));
+    if (fresh.length) { announce(fresh); }
+  }
+
+  // -- notifications and sound ------------------------------------------------------------------
+
+  var notifyButton = document.getElementById("notify");
+  var soundBox = document.getElementById("sound");
+  var audio = null;
+
+  function notifyState() {
+    var on = "Notification" in window && Notification.permission === "granted" &&
+      localStorage.getItem("vw-notify") === "on";
+    notifyButton.setAttribute("aria-pressed", on ? "true" : "false");
+    notifyButton.textContent = on ? "Notifications on" : "Enable notifications";
+    return on;
+  }
+
+  notifyButton.addEventListener("click", function () {
+    if (!("Notification" in window)) {
+      notifyButton.textContent = "Notifications unsupported";
+      return;
+    }
+    if (notifyState()) {
+      localStorage.setItem("vw-notify", "off");
+      notifyState();
+      return;
+    }
+    Notification.requestPermission().then(function (permission) {
+      localStorage.setItem("vw-notify", permission === "granted" ? "on" : "off");
+      notifyState();
+    });
+  });
+
+  soundBox.checked = localStorage.getItem("vw-sound") === "on";
+  soundBox.addEventListener("change", function () {
+    localStorage.setItem("vw-sound", soundBox.checked ? "on" : "off");
+    if (soundBox.checked) { beep(); }  // a user gesture lets the audio context start
+  });
+
+  function beep() {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) { return; }
+    audio = audio || new Context();
+    if (audio.state === "suspended") { audio.resume(); }
+    var osc = audio.createOscillator();
+    var gain = audio.createGain();
+    osc.type = "sine";
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.0001, audio.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.25, audio.currentTime + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.35);
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.4);
+  }
+
+  function announce(changes) {
+    if (soundBox.checked) { beep(); }
+    if (notifyState()) {
+      var first = changes[0];
+      var title = changes.length === 1
+        ? first.severity.toUpperCase() + " on " + first.node
+        : changes.length + " new alarms";
+      new Notification(title, { body: first.summary, tag: "vaultwatch-alarm-" + first.id });
+    }
+  }
+  notifyState();
+
+  // -- actions ----------------------------------------------------------------------------------
+
+  tbody.addEventListener("submit", function (event) {
+    var form = event.target.closest("form.js-action");
+    if (!form) { return; }
+    event.preventDefault();
+    act(form);
+  });
+
+  function act(form) {
+    var button = form.querySelector("button");
+    button.disabled = true;
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { "X-CSRF-Token": csrf, "Accept": "application/json" },
+      credentials: "same-origin"
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("HTTP " + response.status); }
+      return response.json();
+    }).then(function (doc) {
+      var existing = document.getElementById("alarm-" + doc.id);
+      var row = parseRow(doc.html);
+      if (existing) {
+        var wasSelected = existing.classList.contains("selected");
+        existing.replaceWith(row);
+        if (wasSelected) { select(row, true); }
+      }
+    }).catch(function (error) {
+      button.disabled = false;
+      button.textContent = "Retry";
+      button.title = "The action failed: " + error.message;
+    });
+  }
+
+  // -- keyboard navigation ----------------------------------------------------------------------
+
+  function rows() { return Array.prototype.slice.call(tbody.querySelectorAll("tr.alarm")); }
+
+  function select(row, focus) {
+    rows().forEach(function (r) {
+      r.classList.remove("selected");
+      r.setAttribute("aria-selected", "false");
+    });
+    row.classList.add("selected");
+    row.setAttribute("aria-selected", "true");
+    if (focus) {
+      row.focus({ preventScroll: true });
+      row.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  function move(step) {
+    var all = rows();
+    if (!all.length) { return; }
+    var current = all.indexOf(tbody.querySelector("tr.alarm.selected"));
+    var next = current < 0 ? 0 : Math.min(all.length - 1, Math.max(0, current + step));
+    select(all[next], true);
+  }
+
+  document.addEventListener("keydown", function (event) {
+    var tag = (event.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || event.altKey || event.ctrlKey || event.metaKey) {
+      return;
+    }
+    var selected = tbody.querySelector("tr.alarm.selected");
+    if (event.key === "j" || event.key === "ArrowDown") {
+      move(1);
+      event.preventDefault();
+    } else if (event.key === "k" || event.key === "ArrowUp") {
+      move(-1);
+      event.preventDefault();
+    } else if (event.key === "Enter" && selected && tag !== "button" && tag !== "a") {
+      location.href = selected.dataset.href;
+    } else if (event.key === "a" && selected) {
+      var form = selected.querySelector("form.js-action");
+      if (form && form.querySelector('[data-action="ack"]')) { act(form); }
+    }
+  });
+
+  tbody.addEventListener("click", function (event) {
+    var row = event.target.closest("tr.alarm");
+    if (row && !event.target.closest("a, button, form")) { select(row, true); }
+  });
+
+  connect();
+})();
