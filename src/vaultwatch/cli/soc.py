@@ -1,4 +1,5 @@
-"""``vaultwatch soc``: what the service knows and what operators do to alarms, from a terminal.
+"""``vaultwatch soc``: what the service knows, and what operators do to alarms, silences,
+incidents and support cases (and the diagnostics they run), from a terminal.
 
 Every command works over HTTPS with an API key (``--server``/``--api-key``,
 or ``VAULTWATCH_SERVER``/``VAULTWATCH_API_KEY``; a customer's key sees its own
@@ -24,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from vaultwatch.catalog.soc_models import CaseState, IncidentState
 from vaultwatch.cli.admin import cli_actor, parse_duration
 from vaultwatch.cli.output import (
     cell,
@@ -35,16 +37,25 @@ from vaultwatch.cli.output import (
     new_table,
     note,
     out_console,
+    plural,
     print_json,
     print_table,
     printable,
 )
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.server_config import DATA_DIR_ENV
-from vaultwatch.soc.client import API_KEY_ENV, CA_CERT_ENV, SERVER_ENV, SocClient, connect
+from vaultwatch.soc.client import (
+    API_KEY_ENV,
+    CA_CERT_ENV,
+    SERVER_ENV,
+    SocAuthError,
+    SocClient,
+    connect,
+)
+from vaultwatch.soc.diagnostics import KINDS as DIAGNOSE_KINDS
 
 soc_app = typer.Typer(
-    help="The operations center: fleet status, jobs, alarms and silences.",
+    help="The operations center: fleet status, jobs, alarms, silences, diagnostics, incidents and cases.",
     no_args_is_help=True,
 )
 
@@ -135,6 +146,19 @@ STATE_STYLES = {
     "maintenance": "cyan",
 }
 STATES = tuple(STATE_STYLES)
+CHECK_STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+INCIDENT_STYLES = {"triggered": "bold red", "acknowledged": "yellow", "resolved": "green"}
+INCIDENT_STATES = tuple(s.value for s in IncidentState)
+CASE_STYLES = {
+    "open": "cyan",
+    "escalated": "bold red",
+    "waiting_on_customer": "yellow",
+    "waiting_on_third_party": "yellow",
+    "resolved": "green",
+    "closed": "dim",
+}
+CASE_STATES = tuple(s.value for s in CaseState)
+SILENCE_STYLES = {"active": "green", "pending": "cyan", "expired": "dim", "cancelled": "dim"}
 
 
 def styled(value: object, style: str | None) -> Text:
@@ -285,6 +309,174 @@ def alarms_table(items: list[dict[str, Any]]) -> Table:
             cell(_when(a["last_occurrence"])),
             cell(flags),
             cell(a["owner"] or ""),
+        )
+    return table
+
+
+def _matchers(matchers: list[dict[str, str]]) -> str:
+    return ", ".join(f"{m['field']}{m['op']}{m['value']}" for m in matchers)
+
+
+def silences_table(items: list[dict[str, Any]]) -> Table:
+    """Silences with their state and how many open alarms each mutes now."""
+    table = new_table(
+        "ID", "Kind", "State", "Matches", "Mutes", "From", "Until", "By", "Comment", right=["Mutes"]
+    )
+    for s in items:
+        table.add_row(
+            cell(s["id"]),
+            cell(s["kind"] + (f" ({s['recurrence']})" if s["recurrence"] else "")),
+            styled(s["state"], SILENCE_STYLES.get(s["state"])),
+            cell(_matchers(s["matchers"])),
+            cell(s["muted_alarms"]),
+            cell(_when(s["starts_at"])),
+            cell(_when(s["ends_at"])),
+            cell(s["created_by"]),
+            cell(s["comment"]),
+        )
+    return table
+
+
+def checks_table(checks: list[dict[str, Any]]) -> Table:
+    """A diagnosis: each check with its status, what it found and how long it took."""
+    table = new_table("Check", "Status", "Detail", "Latency", right=["Latency"])
+    for c in checks:
+        latency = c.get("latency_ms")
+        table.add_row(
+            cell(c["name"]),
+            styled(c["status"], CHECK_STYLES.get(c["status"])),
+            cell(c["detail"]),
+            cell(f"{latency:.1f} ms" if latency is not None else ""),
+        )
+    return table
+
+
+def incidents_table(items: list[dict[str, Any]]) -> Table:
+    """Incidents, newest first, with who owns them."""
+    table = new_table(
+        "ID", "Severity", "State", "Title", "Tenants", "Level", "Opened", "Owner", right=["Tenants"]
+    )
+    for i in items:
+        tenants = str(len(i["tenant_ids"])) + (" crisis" if i["crisis"] else "")
+        table.add_row(
+            cell(i["id"]),
+            styled(i["severity"], SEVERITY_STYLES.get(i["severity"])),
+            styled(i["state"], INCIDENT_STYLES.get(i["state"])),
+            cell(i["title"]),
+            styled(tenants, "bold red" if i["crisis"] else None),
+            cell(i["escalation_level"]),
+            cell(_when(i["created_at"])),
+            cell(i["resolved_by"] or i["acknowledged_by"] or ""),
+        )
+    return table
+
+
+def incident_header(doc: dict[str, Any]) -> Text:
+    """An incident's title, state and who did what, above its timeline."""
+    parts = [
+        f"opened {_when(doc['created_at'])} by {doc['created_by']}",
+        f"{plural(len(doc['tenant_ids']), 'tenant')} affected"
+        + (" (crisis)" if doc["crisis"] else ""),
+    ]
+    if doc["root_alarm_id"] is not None:
+        parts.append(f"alarm {doc['root_alarm_id']}")
+    if doc["acknowledged_by"]:
+        parts.append(f"acknowledged by {doc['acknowledged_by']} {_when(doc['acknowledged_at'])}")
+    if doc["resolved_by"]:
+        parts.append(f"resolved by {doc['resolved_by']} {_when(doc['resolved_at'])}")
+    return Text.assemble(
+        (f"incident {doc['id']}  ", "bold"),
+        (doc["severity"], SEVERITY_STYLES.get(doc["severity"], "")),
+        "  ",
+        (doc["state"], INCIDENT_STYLES.get(doc["state"], "")),
+        f"  {printable(doc['title'])}\n",
+        printable("; ".join(parts)),
+    )
+
+
+def timeline_table(steps: list[dict[str, Any]]) -> Table:
+    """An incident's steps, oldest first: pages (to whom, by what), acks, escalations, updates."""
+    table = new_table("When", "Step", "Who", "What")
+    for step in steps:
+        what = step["text"]
+        details = step["details"]
+        if step["kind"] == "paged":
+            recipient = str(details.get("recipient") or "")
+            extra = [] if not recipient or recipient in what else [recipient]
+            extra.append(f"level {details.get('level', 0)}, round {details.get('round', 0) + 1}")
+            what = f"{what} ({', '.join(extra)})"
+        table.add_row(cell(_when(step["at"])), cell(step["kind"]), cell(step["actor"]), cell(what))
+    return table
+
+
+def updates_table(items: list[dict[str, Any]]) -> Table:
+    """An incident's customer updates with their state."""
+    table = new_table("ID", "Tenant", "Kind", "State", "Drafted", "Published", "Text")
+    for u in items:
+        published = u["state"] == "published"
+        table.add_row(
+            cell(u["id"]),
+            cell(str(u["tenant_id"])[:8]),
+            cell(u["kind"]),
+            styled(u["state"], "green" if published else "yellow"),
+            cell(_when(u["created_at"])),
+            cell(f"{_when(u['published_at'])} by {u['published_by']}" if published else ""),
+            cell(u["text"]),
+        )
+    return table
+
+
+def cases_table(items: list[dict[str, Any]]) -> Table:
+    """Support cases, newest first."""
+    table = new_table("ID", "Tenant", "Priority", "State", "Team", "Owner", "Opened", "Subject")
+    for c in items:
+        table.add_row(
+            cell(c["id"]),
+            cell(str(c["tenant_id"])[:8]),
+            cell(c["priority"]),
+            styled(c["state"], CASE_STYLES.get(c["state"])),
+            cell(c["owner_team"]),
+            cell(c["owner"] or ""),
+            cell(_when(c["opened_at"])),
+            cell(c["subject"]),
+        )
+    return table
+
+
+def case_header(doc: dict[str, Any]) -> Text:
+    """A case's subject, state and owner, above its history."""
+    facts = [
+        f"tenant {doc['tenant_id']}",
+        f"priority {doc['priority']}",
+        f"owned by {doc['owner'] or doc['owner_team']}",
+        f"opened {_when(doc['opened_at'])} by {doc['opened_by']} via {doc['opened_via']}",
+    ]
+    if doc["alarm_ids"]:
+        facts.append("alarms " + ", ".join(map(str, doc["alarm_ids"])))
+    if doc["incident_id"] is not None:
+        facts.append(f"incident {doc['incident_id']}")
+    facts.extend(f"{t['party']} ticket {t['ticket']}" for t in doc["external_tickets"])
+    return Text.assemble(
+        (f"case {doc['id']}  ", "bold"),
+        (doc["state"], CASE_STYLES.get(doc["state"], "")),
+        f"  {printable(doc['subject'])}\n",
+        printable("; ".join(facts)),
+    )
+
+
+def history_table(entries: list[dict[str, Any]]) -> Table:
+    """A case's history, oldest first; internal entries are marked."""
+    table = new_table("When", "Who", "Kind", "Seen by", "Text")
+    for e in entries:
+        table.add_row(
+            cell(_when(e["at"])),
+            cell(e["actor"]),
+            cell(e["kind"]),
+            styled(
+                "customer" if e["visible_to_customer"] else "internal",
+                None if e["visible_to_customer"] else "magenta",
+            ),
+            cell(e["text"]),
         )
     return table
 
@@ -666,3 +858,372 @@ def silence_cmd(
         doc,
         f"silence {doc['id']} until {_when(doc['ends_at'])}: mutes {doc['muted_alarms']} open alarms",
     )
+
+
+@soc_app.command("silences")
+def silences_cmd(
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    include_ended: Annotated[
+        bool, typer.Option("--all", help="Include expired and cancelled silences")
+    ] = False,
+    limit: LimitOpt = 100,
+    json: JsonOpt = False,
+) -> None:
+    """Silences and maintenance windows, newest first, with their state and how many alarms each mutes."""
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        items = client.silences(include_ended=include_ended, limit=limit)
+    if json:
+        print_json(items)
+        return
+    print_table(silences_table(items))
+
+
+@soc_app.command("unsilence")
+def unsilence_cmd(
+    silence_id: Annotated[int, typer.Argument(help="The silence's id")],
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Cancel a silence or maintenance window now: its alarms page again unless another mutes them."""
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.unsilence(silence_id)
+    json_or_line(json, doc, f"{doc['kind']} {doc['id']} cancelled ({_matchers(doc['matchers'])})")
+
+
+# -- commands: diagnostics ---------------------------------------------------------------------
+
+EXIT_CHECK_FAILED = 1
+
+
+@soc_app.command("diagnose")
+def diagnose_cmd(
+    kind: Annotated[str, typer.Argument(help=f"What to check: {', '.join(DIAGNOSE_KINDS)}")],
+    name: Annotated[
+        str, typer.Argument(help="Its name (an agent: hostname or id; a tenant: name or id)")
+    ],
+    alarm: Annotated[
+        int | None,
+        typer.Option("--alarm", metavar="ID", help="Keep the report in this alarm's journal"),
+    ] = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Run the checks an operator would run by hand against a node, gateway, agent or tenant.
+
+    Exit status: 0 when no check failed (warnings and skipped checks included),
+    1 when any check failed, 5 when there is no such node, gateway, agent or
+    tenant (or alarm), so scripts can act on the outcome.
+    """
+    if kind not in DIAGNOSE_KINDS:
+        raise SocCliError(f"cannot diagnose {kind!r}: choose one of {', '.join(DIAGNOSE_KINDS)}")
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        report = client.diagnose(kind, name, alarm_id=alarm)
+    if json:
+        print_json(report)
+    else:
+        print_table(checks_table(report["checks"]))
+        status = report["status"]
+        line(f"{report['kind']} {report['target']}: {status}")
+        if alarm is not None:
+            note(f"report kept in the journal of alarm {alarm}")
+    if report["status"] == "fail":
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+# -- commands: incidents -----------------------------------------------------------------------
+
+incident_app = typer.Typer(
+    help="One incident: show it with its timeline, acknowledge, resolve, open, customer updates.",
+    no_args_is_help=True,
+)
+soc_app.add_typer(incident_app, name="incident")
+
+
+@soc_app.command("incidents")
+def incidents_cmd(
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", help=f"Only this state: {', '.join(INCIDENT_STATES)}"),
+    ] = None,
+    limit: LimitOpt = 50,
+    json: JsonOpt = False,
+) -> None:
+    """Incidents, newest first."""
+    _check_choice("state", state, INCIDENT_STATES)
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        items = client.incidents(state=state, limit=limit)
+    if json:
+        print_json(items)
+        return
+    print_table(incidents_table(items))
+
+
+@incident_app.command("show")
+def incident_show_cmd(
+    incident_id: Annotated[int, typer.Argument(help="The incident's id")],
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """One incident and its timeline: who was paged, how and when; acks, escalations, updates."""
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.incident(incident_id)
+        try:
+            steps: list[dict[str, Any]] | None = client.incident_timeline(incident_id)
+        except SocAuthError:  # a customer's key sees the incident, not the SOC's paging
+            steps = None
+    if json:
+        print_json({**doc, "timeline": steps})
+        return
+    console = out_console()
+    console.print(incident_header(doc))
+    if steps is None:
+        note("the timeline is shown to the operations center only")
+        return
+    print_table(timeline_table(steps))
+
+
+def _incident_line(doc: dict[str, Any], what: str) -> str:
+    return f"incident {doc['id']} {what}: {doc['severity']} {doc['title']}"
+
+
+@incident_app.command("ack")
+def incident_ack_cmd(
+    incident_id: Annotated[int, typer.Argument(help="The incident's id")],
+    note_text: Annotated[str, typer.Option("--note", help="A comment for the timeline")] = "",
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Acknowledge an incident: you own it, and its paging stops until the acknowledgement expires."""
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.ack_incident(incident_id, note_text)
+    until = f" until {_when(doc['ack_expires_at'])}" if doc["ack_expires_at"] else ""
+    json_or_line(json, doc, _incident_line(doc, f"acknowledged{until}"))
+
+
+@incident_app.command("resolve")
+def incident_resolve_cmd(
+    incident_id: Annotated[int, typer.Argument(help="The incident's id")],
+    note_text: Annotated[str, typer.Option("--note", help="A comment for the timeline")] = "",
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Resolve an incident: everyone paged is told, and a resolution notice is drafted for customers."""
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.resolve_incident(incident_id, note_text)
+    json_or_line(json, doc, _incident_line(doc, "resolved"))
+
+
+@incident_app.command("open")
+def incident_open_cmd(
+    alarm: Annotated[
+        int,
+        typer.Option("--alarm", metavar="ID", help="The alarm it is about (its tenants follow)"),
+    ],
+    title: Annotated[
+        str | None, typer.Option("--title", help="The title (default: the alarm's summary)")
+    ] = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Open an incident for an alarm by hand (even a minor one): its escalation policy pages at once."""
+    if title is not None and not title.strip():
+        raise SocCliError("a --title must not be empty")
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.open_incident(alarm, title=title)
+    json_or_line(
+        json,
+        doc,
+        _incident_line(
+            doc, f"opened for alarm {alarm}, {plural(len(doc['tenant_ids']), 'tenant')}"
+        ),
+    )
+
+
+@incident_app.command("updates")
+def incident_updates_cmd(
+    incident_id: Annotated[int, typer.Argument(help="The incident's id")],
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """An incident's customer updates, drafts and published ones, oldest first."""
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        items = client.incident_updates(incident_id)
+    if json:
+        print_json(items)
+        return
+    print_table(updates_table(items))
+
+
+@incident_app.command("publish")
+def incident_publish_cmd(
+    incident_id: Annotated[int, typer.Argument(help="The incident's id")],
+    update_id: Annotated[int, typer.Argument(help="The draft update's id")],
+    text: Annotated[
+        str | None, typer.Option("--text", help="Send this corrected text instead of the draft's")
+    ] = None,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Approve and send a customer update: email, webhook and the status page (in a crisis, to every tenant)."""
+    if text is not None and not text.strip():
+        raise SocCliError("a --text must not be empty")
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        items = client.publish_update(incident_id, update_id, text=text)
+    json_or_line(
+        json,
+        items,
+        f"customer update {update_id} of incident {incident_id} published to "
+        f"{plural(len(items), 'tenant')}",
+    )
+
+
+# -- commands: support cases -------------------------------------------------------------------
+
+case_app = typer.Typer(
+    help="One support case: show it with its history, escalate, add notes, resolve.",
+    no_args_is_help=True,
+)
+soc_app.add_typer(case_app, name="case")
+
+
+@soc_app.command("cases")
+def cases_cmd(
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    state: Annotated[
+        str | None, typer.Option("--state", help=f"Only this state: {', '.join(CASE_STATES)}")
+    ] = None,
+    limit: LimitOpt = 50,
+    json: JsonOpt = False,
+) -> None:
+    """Support cases, newest first."""
+    _check_choice("state", state, CASE_STATES)
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        items = client.cases(state=state, limit=limit)
+    if json:
+        print_json(items)
+        return
+    print_table(cases_table(items))
+
+
+@case_app.command("show")
+def case_show_cmd(
+    case_id: Annotated[int, typer.Argument(help="The case's id")],
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """One case and its history (internal notes are shown to staff only)."""
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.case(case_id)
+    if json:
+        print_json(doc)
+        return
+    out_console().print(case_header(doc))
+    print_table(history_table(doc["history"] or []))
+
+
+def _case_line(doc: dict[str, Any], what: str) -> str:
+    return f"case {doc['id']} {what}: {doc['subject']}"
+
+
+@case_app.command("escalate")
+def case_escalate_cmd(
+    case_id: Annotated[int, typer.Argument(help="The case's id")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (an internal note the customer does not see)")
+    ] = "escalated to the operations center",
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Hand a case to the operations center, which owns it from now until it is resolved."""
+    _not_empty("--reason", reason)
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.escalate_case(case_id, reason)
+    json_or_line(json, doc, _case_line(doc, f"escalated, now owned by {doc['owner_team']}"))
+
+
+@case_app.command("note")
+def case_note_cmd(
+    case_id: Annotated[int, typer.Argument(help="The case's id")],
+    text: Annotated[str, typer.Argument(help="The note")],
+    internal: Annotated[bool, typer.Option("--internal", help="Hide it from the customer")] = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Add a note to a case's history (the customer sees it unless --internal)."""
+    _not_empty("a note", text)
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.case_note(case_id, text, internal=internal)
+    seen = "internal" if not doc["visible_to_customer"] else "visible to the customer"
+    json_or_line(json, doc, f"note {doc['id']} added to case {case_id} ({seen})")
+
+
+@case_app.command("resolve")
+def case_resolve_cmd(
+    case_id: Annotated[int, typer.Argument(help="The case's id")],
+    resolution: Annotated[
+        str, typer.Option("--resolution", help="How it was solved (sent to the customer)")
+    ] = "The problem you reported is resolved.",
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+    ca_cert: CaCertOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Resolve a case: the customer is told, and regular status updates stop."""
+    _not_empty("--resolution", resolution)
+    with _client(server, api_key, ca_cert, data_dir) as client:
+        doc = client.resolve_case(case_id, resolution)
+    json_or_line(json, doc, _case_line(doc, "resolved"))
+
+
+def _check_choice(what: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise SocCliError(f"unknown {what} {value!r}: use one of {', '.join(choices)}")
+
+
+def _not_empty(what: str, text: str) -> None:
+    if not text.strip():
+        raise SocCliError(f"{what} must not be empty")

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -22,12 +23,30 @@ from pydantic import TypeAdapter
 
 from vaultwatch.catalog import Catalog, CatalogSession
 from vaultwatch.catalog.db import database_now
-from vaultwatch.catalog.soc_models import Severity
+from vaultwatch.catalog.soc_models import (
+    CaseState,
+    Incident,
+    IncidentState,
+    Severity,
+    SupportCase,
+)
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.gateway.routes import API_PREFIX
-from vaultwatch.server_config import load_settings
-from vaultwatch.soc import alarm_list, alarms, silences, status
+from vaultwatch.server_config import ServerSettings, load_settings
+from vaultwatch.soc import (
+    alarm_list,
+    alarms,
+    cases,
+    customer_updates,
+    diagnostics,
+    incidents,
+    silences,
+    status,
+)
+from vaultwatch.soc.api.cases import CaseEntryOut, CaseOut
+from vaultwatch.soc.api.incidents import CustomerUpdateOut, IncidentOut, TimelineEntryOut
 from vaultwatch.soc.api.schemas import AlarmOut, JournalEntryOut
+from vaultwatch.soc.api.silences import SilenceOut
 
 SERVER_ENV = "VAULTWATCH_SERVER"
 API_KEY_ENV = "VAULTWATCH_API_KEY"
@@ -93,6 +112,24 @@ class SocClient(Protocol):
     def note(self, alarm_id: int, text: str) -> Doc: ...
     def assign(self, alarm_id: int, owner: str | None) -> Doc: ...
     def silence(self, matchers: list[dict[str, str]], duration: timedelta, comment: str) -> Doc: ...
+    def silences(self, *, include_ended: bool, limit: int) -> list[Doc]: ...
+    def unsilence(self, silence_id: int) -> Doc: ...
+    def diagnose(self, kind: str, name: str, *, alarm_id: int | None) -> Doc: ...
+    def incidents(self, *, state: str | None, limit: int) -> list[Doc]: ...
+    def incident(self, incident_id: int) -> Doc: ...
+    def incident_timeline(self, incident_id: int) -> list[Doc]: ...
+    def open_incident(self, alarm_id: int, *, title: str | None) -> Doc: ...
+    def ack_incident(self, incident_id: int, note: str) -> Doc: ...
+    def resolve_incident(self, incident_id: int, note: str) -> Doc: ...
+    def incident_updates(self, incident_id: int) -> list[Doc]: ...
+    def publish_update(
+        self, incident_id: int, update_id: int, *, text: str | None
+    ) -> list[Doc]: ...
+    def cases(self, *, state: str | None, limit: int) -> list[Doc]: ...
+    def case(self, case_id: int) -> Doc: ...
+    def escalate_case(self, case_id: int, reason: str) -> Doc: ...
+    def case_note(self, case_id: int, text: str, *, internal: bool) -> Doc: ...
+    def resolve_case(self, case_id: int, resolution: str) -> Doc: ...
     def close(self) -> None: ...
 
 
@@ -272,6 +309,87 @@ class HttpSocClient:
         doc: Doc = self._call("POST", "/silences", json=body)
         return doc
 
+    def silences(self, *, include_ended: bool, limit: int) -> list[Doc]:
+        params = {"include_ended": str(include_ended).lower(), "limit": limit}
+        docs: list[Doc] = self._call("GET", "/silences", params=params)
+        return docs
+
+    def unsilence(self, silence_id: int) -> Doc:
+        doc: Doc = self._call("DELETE", f"/silences/{silence_id}")
+        return doc
+
+    def diagnose(self, kind: str, name: str, *, alarm_id: int | None) -> Doc:
+        body = {"kind": kind, "name": name, "alarm_id": alarm_id}
+        doc: Doc = self._call("POST", "/diagnostics", json=body)
+        return doc
+
+    def incidents(self, *, state: str | None, limit: int) -> list[Doc]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        page: Doc = self._call("GET", "/incidents", params=params)
+        items: list[Doc] = page["items"]
+        return items
+
+    def incident(self, incident_id: int) -> Doc:
+        doc: Doc = self._call("GET", f"/incidents/{incident_id}")
+        return doc
+
+    def incident_timeline(self, incident_id: int) -> list[Doc]:
+        docs: list[Doc] = self._call("GET", f"/incidents/{incident_id}/timeline")
+        return docs
+
+    def open_incident(self, alarm_id: int, *, title: str | None) -> Doc:
+        body: dict[str, Any] = {"alarm_id": alarm_id}
+        if title is not None:
+            body["title"] = title
+        doc: Doc = self._call("POST", "/incidents", json=body)
+        return doc
+
+    def ack_incident(self, incident_id: int, note: str) -> Doc:
+        doc: Doc = self._call("POST", f"/incidents/{incident_id}/ack", json={"note": note})
+        return doc
+
+    def resolve_incident(self, incident_id: int, note: str) -> Doc:
+        doc: Doc = self._call("POST", f"/incidents/{incident_id}/resolve", json={"note": note})
+        return doc
+
+    def incident_updates(self, incident_id: int) -> list[Doc]:
+        docs: list[Doc] = self._call("GET", f"/incidents/{incident_id}/updates")
+        return docs
+
+    def publish_update(self, incident_id: int, update_id: int, *, text: str | None) -> list[Doc]:
+        body = {"text": text} if text is not None else {}
+        docs: list[Doc] = self._call(
+            "POST", f"/incidents/{incident_id}/updates/{update_id}/publish", json=body
+        )
+        return docs
+
+    def cases(self, *, state: str | None, limit: int) -> list[Doc]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        page: Doc = self._call("GET", "/cases", params=params)
+        items: list[Doc] = page["items"]
+        return items
+
+    def case(self, case_id: int) -> Doc:
+        doc: Doc = self._call("GET", f"/cases/{case_id}")
+        return doc
+
+    def escalate_case(self, case_id: int, reason: str) -> Doc:
+        doc: Doc = self._call("POST", f"/cases/{case_id}/escalate", json={"text": reason})
+        return doc
+
+    def case_note(self, case_id: int, text: str, *, internal: bool) -> Doc:
+        body = {"text": text, "internal": internal}
+        doc: Doc = self._call("POST", f"/cases/{case_id}/notes", json=body)
+        return doc
+
+    def resolve_case(self, case_id: int, resolution: str) -> Doc:
+        doc: Doc = self._call("POST", f"/cases/{case_id}/resolve", json={"text": resolution})
+        return doc
+
     def close(self) -> None:
         self._http.close()
 
@@ -286,9 +404,17 @@ class LocalSocClient:
     every tenant; actions are journaled and audited under `actor`.
     """
 
-    def __init__(self, catalog: Catalog, actor: str, *, own_catalog: bool = False) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        actor: str,
+        *,
+        settings: ServerSettings | None = None,
+        own_catalog: bool = False,
+    ) -> None:
         self.catalog = catalog
         self.actor = actor
+        self.settings = settings
         self._own = own_catalog
 
     @classmethod
@@ -301,18 +427,21 @@ class LocalSocClient:
         except BaseException:
             catalog.dispose()
             raise
-        return cls(catalog, actor, own_catalog=True)
+        return cls(catalog, actor, settings=settings, own_catalog=True)
 
     @contextmanager
     def _session(self) -> Iterator[CatalogSession]:
         """A transaction whose refusals carry the same exit codes as the HTTP client's."""
-        try:
-            with self.catalog.session() as session:
-                yield session
-        except SocClientError:
-            raise
-        except VaultwatchError as exc:
-            raise _as_client_error(exc) from exc
+        with _refusals(), self.catalog.session() as session:
+            yield session
+
+    def _settings(self) -> ServerSettings:
+        if self.settings is None:
+            raise SocRequestError("this needs the server's settings: open it with --data-dir")
+        return self.settings
+
+    def _extra(self) -> dict[str, Any]:
+        return self.settings.extra if self.settings is not None else {}
 
     def status(self) -> Doc:
         with self._session() as session:
@@ -406,8 +535,6 @@ class LocalSocClient:
         return self._alarm(lambda s: alarms.assign(s, alarm_id, self.actor, owner))
 
     def silence(self, matchers: list[dict[str, str]], duration: timedelta, comment: str) -> Doc:
-        from vaultwatch.soc.api.silences import SilenceOut
-
         with self._session() as session:
             now = database_now(session)
             row = silences.create_silence(
@@ -422,9 +549,151 @@ class LocalSocClient:
             muted = silences.muted_count(session, row.id)
             return SilenceOut.of(row, now, muted).model_dump(mode="json")
 
+    def silences(self, *, include_ended: bool, limit: int) -> list[Doc]:
+        with self._session() as session:
+            now = database_now(session)
+            rows = silences.list_silences(
+                session, now=now, include_ended=include_ended, limit=limit
+            )
+            return [
+                SilenceOut.of(r, now, silences.muted_count(session, r.id)).model_dump(mode="json")
+                for r in rows
+            ]
+
+    def unsilence(self, silence_id: int) -> Doc:
+        with self._session() as session:
+            now = database_now(session)
+            row = silences.cancel_silence(session, silence_id, self.actor, now=now)
+            muted = silences.muted_count(session, silence_id)
+            return SilenceOut.of(row, now, muted).model_dump(mode="json")
+
+    def diagnose(self, kind: str, name: str, *, alarm_id: int | None) -> Doc:
+        settings = self._settings()
+        with _refusals():
+            report = diagnostics.diagnose(
+                self.catalog, settings, kind, name, alarm_id=alarm_id, actor=self.actor
+            )
+        return report.to_dict()
+
+    def _incident(self, session: CatalogSession, incident: Incident) -> Doc:
+        session.flush()
+        tenants = incidents.tenants_of(session, incident.id)
+        return IncidentOut.of(incident, tenants).model_dump(mode="json")
+
+    def incidents(self, *, state: str | None, limit: int) -> list[Doc]:
+        wanted = _parse_enum(IncidentState, state)
+        with self._session() as session:
+            rows = incidents.list_incidents(session, state=wanted, limit=limit)
+            return [self._incident(session, i) for i in rows]
+
+    def incident(self, incident_id: int) -> Doc:
+        with self._session() as session:
+            return self._incident(session, incidents.get_incident(session, incident_id))
+
+    def incident_timeline(self, incident_id: int) -> list[Doc]:
+        with self._session() as session:
+            incidents.get_incident(session, incident_id)
+            return [
+                TimelineEntryOut.of(e).model_dump(mode="json")
+                for e in incidents.timeline(session, incident_id)
+            ]
+
+    def open_incident(self, alarm_id: int, *, title: str | None) -> Doc:
+        with _refusals():
+            rules = incidents.incident_rules(self._extra())
+        with self._session() as session:
+            incident = incidents.open_incident_for_alarm(
+                session, alarm_id, actor=self.actor, title=title, rules=rules
+            )
+            return self._incident(session, incident)
+
+    def ack_incident(self, incident_id: int, note: str) -> Doc:
+        with self._session() as session:
+            incident = incidents.acknowledge(session, incident_id, self.actor, note=note)
+            return self._incident(session, incident)
+
+    def resolve_incident(self, incident_id: int, note: str) -> Doc:
+        with self._session() as session:
+            incident = incidents.resolve(session, incident_id, self.actor, note=note)
+            return self._incident(session, incident)
+
+    def incident_updates(self, incident_id: int) -> list[Doc]:
+        with self._session() as session:
+            incidents.get_incident(session, incident_id)
+            rows = customer_updates.updates_of(session, incident_id)
+            return [CustomerUpdateOut.of(r).model_dump(mode="json") for r in rows]
+
+    def publish_update(self, incident_id: int, update_id: int, *, text: str | None) -> list[Doc]:
+        with _refusals():
+            hooks = customer_updates.customer_webhooks(self._extra())
+        with self._session() as session:
+            rows = customer_updates.publish_update(
+                session,
+                update_id,
+                actor=self.actor,
+                incident_id=incident_id,
+                text=text,
+                webhooks=hooks,
+            )
+            session.flush()
+            return [CustomerUpdateOut.of(r).model_dump(mode="json") for r in rows]
+
+    def _case(self, session: CatalogSession, case: SupportCase) -> Doc:
+        session.flush()
+        history = cases.history(session, case.id)
+        return CaseOut.of(case, history).model_dump(mode="json")
+
+    def cases(self, *, state: str | None, limit: int) -> list[Doc]:
+        wanted = _parse_enum(CaseState, state)
+        with self._session() as session:
+            rows = cases.list_cases(session, state=wanted, limit=limit)
+            return [CaseOut.of(c).model_dump(mode="json") for c in rows]
+
+    def case(self, case_id: int) -> Doc:
+        with self._session() as session:
+            return self._case(session, cases.get_case(session, case_id))
+
+    def escalate_case(self, case_id: int, reason: str) -> Doc:
+        with self._session() as session:
+            return self._case(session, cases.escalate(session, case_id, self.actor, reason))
+
+    def case_note(self, case_id: int, text: str, *, internal: bool) -> Doc:
+        with self._session() as session:
+            entry = cases.add_note(session, case_id, self.actor, text, internal=internal)
+            session.flush()
+            return CaseEntryOut.of(entry).model_dump(mode="json")
+
+    def resolve_case(self, case_id: int, resolution: str) -> Doc:
+        with self._session() as session:
+            return self._case(session, cases.resolve(session, case_id, self.actor, resolution))
+
     def close(self) -> None:
         if self._own:
             self.catalog.dispose()
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Domain refusals as client errors, with the same exit codes as the HTTP client's."""
+    try:
+        yield
+    except SocClientError:
+        raise
+    except VaultwatchError as exc:
+        raise _as_client_error(exc) from exc
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _parse_enum(kind: type[_E], text: str | None) -> _E | None:
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        names = ", ".join(s.value for s in kind)
+        raise SocRequestError(f"unknown state {text!r}: use one of {names}") from None
 
 
 def _as_client_error(exc: VaultwatchError) -> SocClientError:
@@ -438,13 +707,7 @@ def _as_client_error(exc: VaultwatchError) -> SocClientError:
 
 
 def _parse_state(text: str | None) -> status.ProtectionState | None:
-    if not text:
-        return None
-    try:
-        return status.ProtectionState(text)
-    except ValueError:
-        names = ", ".join(s.value for s in status.ProtectionState)
-        raise SocRequestError(f"unknown state {text!r}: use one of {names}") from None
+    return _parse_enum(status.ProtectionState, text)
 
 
 def _parse_severity(text: str | None) -> Severity | None:
