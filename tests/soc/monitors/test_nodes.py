@@ -69,6 +69,8 @@ def test_a_node_reports_real_measurements_with_bounded_history(
     settings = _settings(tmp_path)
     store = open_store(settings.vault_url)
     config = MonitorSettings(node_samples_kept=2)
+    (tmp_path / "spool" / "1234").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "spool" / "1234" / "upload-a").write_bytes(b"x")
     for _ in range(3):
         health = report_node_health(catalog, settings, "gw1", config=config, store=store)
     assert health["cpu"]["count"] == len(os.sched_getaffinity(0))
@@ -84,6 +86,7 @@ def test_a_node_reports_real_measurements_with_bounded_history(
     assert 820 < health["cert"]["days_left"] <= 825
     assert health["workers"]["alive"] >= 1 and health["workers"]["pid"] == os.getpid()
     assert health["raid"] == [] or all("degraded" in a for a in health["raid"])
+    assert health["queues"] == {"notifications_pending": 0, "spool_files": 1}
     with catalog.session() as session:
         node = session.scalars(select(ServerNode).where(ServerNode.name == "gw1")).one()
         assert node.health["at"] == health["at"] and node.roles == list(settings.roles)

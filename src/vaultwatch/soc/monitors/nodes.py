@@ -289,6 +289,32 @@ def raid_health(mdstat: Path = Path("/proc/mdstat")) -> list[dict[str, Any]]:
 # -- reporting ---------------------------------------------------------------------------------
 
 
+def queue_health(catalog: Catalog, spool: Path) -> dict[str, Any]:
+    """Work waiting: notifications in the outbox (cluster-wide) and uploads in this node's spool."""
+    from sqlalchemy import func
+
+    from vaultwatch.catalog.soc_models import Notification, NotificationState
+
+    depths: dict[str, Any] = {}
+    try:
+        with catalog.session() as session:
+            depths["notifications_pending"] = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(Notification)
+                    .where(Notification.state == NotificationState.PENDING)
+                )
+                or 0
+            )
+    except Exception as exc:
+        depths["notifications_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    try:
+        depths["spool_files"] = sum(1 for p in spool.rglob("*") if p.is_file())
+    except OSError:
+        depths["spool_files"] = 0  # no spool yet: nothing waiting
+    return depths
+
+
 def collect_node_health(
     catalog: Catalog,
     settings: ServerSettings,
@@ -310,6 +336,7 @@ def collect_node_health(
         "cert": cert_health(settings.tls_cert, now),
         "smart": smart_health(config.node_command_timeout),
         "raid": raid_health(),
+        "queues": queue_health(catalog, settings.upload_spool),
     }
     if store is not None:
         health["store"] = store_health(store, node_name)
