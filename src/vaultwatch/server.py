@@ -8,12 +8,18 @@ portal and console, ``worker`` the background duties. Every role answers
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import logging
 import os
 import secrets
+import signal
 import socket
-from collections.abc import AsyncIterator
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -381,18 +387,88 @@ def log_config(level: str = "info") -> dict[str, Any]:
 _DATA_DIR_ENV = "VAULTWATCH_SERVER_DATA_DIR"
 _ROLES_ENV = "VAULTWATCH_SERVER_ROLES"
 _OVERRIDES_ENV = "VAULTWATCH_SERVER_OVERRIDES"
+_SUPERVISOR_ENV = "VAULTWATCH_SERVER_SUPERVISOR"
 #: Settings the command line may override for one run (they reach every worker process).
 _OVERRIDABLE = ("host", "port", "node_name")
+_PR_SET_PDEATHSIG = 1
+SUPERVISOR_CHECK_SECONDS = 1.0
+"""How often a worker checks that its supervisor still lives (where the kernel cannot tell it)."""
+
+
+def follow_supervisor(supervisor: int) -> None:
+    """Stop this worker (SIGTERM: a graceful shutdown) when its supervisor process dies.
+
+    A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its
+    workers, and they would keep the shared port: a restarted server could
+    not bind. On Linux the kernel signals the worker at once
+    (``PR_SET_PDEATHSIG``); a thread watching the parent pid covers other
+    systems and a supervisor that died before this call.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning(
+                "cannot ask for the parent-death signal: %s", os.strerror(ctypes.get_errno())
+            )
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(SUPERVISOR_CHECK_SECONDS)
+        log.warning("the server's supervisor process %d is gone; this worker stops", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 def app_from_environment() -> FastAPI:
     """The app of one worker process when ``run_server`` starts several (uvicorn imports this)."""
     from vaultwatch.server_config import load_settings
 
+    supervisor = os.environ.get(_SUPERVISOR_ENV)
+    if supervisor:
+        follow_supervisor(int(supervisor))
     settings = load_settings(os.environ[_DATA_DIR_ENV])
     overrides = json.loads(os.environ.get(_OVERRIDES_ENV) or "{}")
     settings = settings.with_overrides(**{k: v for k, v in overrides.items() if k in _OVERRIDABLE})
     return build_app(settings, os.environ.get(_ROLES_ENV) or None, background=True)
+
+
+def _check_operations_settings(settings: ServerSettings) -> None:
+    """Bad [monitors] or [soc.*] settings are refused here, before any process starts."""
+    from vaultwatch.soc.runtime import check_settings
+
+    catalog = Catalog(settings.catalog_url)
+    try:
+        check_settings(catalog, settings)
+    finally:
+        catalog.dispose()
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before anything says it is served.
+
+    Bound the way uvicorn binds (SO_REUSEADDR, so connections still closing
+    from a previous run do not count), then released at once.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ServerConfigError(f"cannot listen on {host}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServerConfigError(
+                    f"port {port} is in use on {host}: stop what listens there "
+                    "or choose another port with --port"
+                ) from None
+            raise ServerConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
 
 
 def run_server(
@@ -404,8 +480,12 @@ def run_server(
     log_level: str = "info",
     workers: int = 1,
     node_name: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve over TLS until interrupted, in ``workers`` processes sharing the port.
+
+    ``announce`` is called with the URL once the settings, TLS files and the
+    port have been checked, so nothing says "serving" for a server that cannot.
 
     One process runs one event loop: streaming pack uploads through it keeps
     a core busy, and heartbeats would queue behind them. Several workers put
@@ -421,12 +501,16 @@ def run_server(
         if value
     }
     settings = settings.with_overrides(**overrides)
+    _check_operations_settings(settings)
     os.umask(0o077)  # the catalog's WAL files, spooled uploads and vault files stay private
     for path in (settings.tls_cert, settings.tls_key):
         if not path.is_file():
             raise ServerConfigError(f"TLS file {path} is missing")
     if workers < 1:
         raise ServerConfigError("--workers must be at least 1")
+    ensure_port_free(host or settings.host, port or settings.port)
+    if announce is not None:
+        announce(f"https://{host or settings.host}:{port or settings.port}")
     common: dict[str, Any] = {
         "host": host or settings.host,
         "port": port or settings.port,
@@ -445,6 +529,7 @@ def run_server(
     os.environ[_DATA_DIR_ENV] = str(settings.data_dir)
     os.environ[_ROLES_ENV] = ",".join(chosen)
     os.environ[_OVERRIDES_ENV] = json.dumps(overrides)
+    os.environ[_SUPERVISOR_ENV] = str(os.getpid())
     uvicorn.run("vaultwatch.server:app_from_environment", factory=True, workers=workers, **common)
 
 

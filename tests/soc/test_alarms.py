@@ -194,3 +194,14 @@ def test_a_late_resend_of_a_resolved_occurrence_does_not_reopen(catalog: Catalog
     assert again.cleared and not again.reopened
     alarm = _alarm(catalog)
     assert alarm.cleared_at is not None and alarm.severity == 0 and alarm.tally == 1
+
+
+def test_an_alarm_raised_and_cleared_in_one_batch_remembers_how_bad_it_was(
+    catalog: Catalog,
+) -> None:
+    with catalog.session() as session:
+        alarms.raise_events(session, [_event(severity=Severity.MINOR)])
+    with catalog.session() as session:
+        alarms.raise_events(session, [_event(), _event(type=EventType.RESOLUTION)])
+    alarm = _alarm(catalog)
+    assert alarm.cleared_at is not None and alarm.last_problem_severity == Severity.CRITICAL

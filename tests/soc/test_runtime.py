@@ -112,3 +112,21 @@ def test_a_malformed_receiver_table_is_a_clear_error(tmp_path: Path) -> None:
     finally:
         asyncio.run(runtime.stop())
         catalog.dispose()
+
+
+def test_server_run_refuses_bad_operations_settings_with_a_message(tmp_path: Path) -> None:
+    import sys
+
+    from vaultwatch.server_config import write_settings
+
+    settings = init_server(tmp_path / "data").settings
+    write_settings(
+        settings.with_overrides(extra={"soc": {"syslog": {"udp_port": 5514, "colour": "red"}}})
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "vaultwatch.cli", "server", "run", "--data-dir",
+         str(settings.data_dir), "--port", str(_free_port()), "--workers", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "colour" in result.stderr and "Traceback" not in result.stderr

@@ -87,6 +87,7 @@ class _Folded:
     problems: int = 0
     keys: set[str] = field(default_factory=set)
     any_problem: bool = False
+    problem_severity: Severity = Severity.INDETERMINATE
 
 
 def _fold(events: Sequence[Event], now: datetime) -> dict[str, _Folded]:
@@ -102,6 +103,7 @@ def _fold(events: Sequence[Event], now: datetime) -> dict[str, _Folded]:
             item.last_at = max(item.last_at, at)
         if event.type == EventType.PROBLEM:
             item.any_problem = True
+            item.problem_severity = event.severity
             if event.occurrence_key is None:
                 item.problems += 1
             elif event.occurrence_key not in item.keys:
@@ -121,7 +123,7 @@ def _row(identifier: str, item: _Folded, now: datetime) -> dict[str, Any]:
         "alert_group": event.alert_group,
         "alert_key": event.alert_key,
         "severity": int(Severity.CLEAR if resolved else event.severity),
-        "last_problem_severity": int(event.severity if not resolved else Severity.INDETERMINATE),
+        "last_problem_severity": int(item.problem_severity),
         "type": event.type.value,
         "summary": event.summary,
         "alarm_class": alarm_class.value,
@@ -212,8 +214,9 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
             ),
             "last_occurrence_key": new.last_occurrence_key,
             "severity": case((stale, Alarm.severity), else_=new.severity),
+            # Every upserted batch holds a problem (resolutions alone go to _clear_only).
             "last_problem_severity": case(
-                (is_problem, new.severity), else_=Alarm.last_problem_severity
+                (stale, Alarm.last_problem_severity), else_=new.last_problem_severity
             ),
             "type": case((stale, Alarm.type), else_=new.type),
             "summary": new.summary,

@@ -8,9 +8,10 @@ use SO_REUSEPORT where they can, so several worker processes share a port.
 
     [soc.syslog]
     host = "0.0.0.0"
-    udp_port = 1514
+    udp_port = 1514                      # "off" opens no UDP socket
     tcp_port = 1514
     rules_file = "syslog-rules.toml"     # relative to the data directory
+    max_connections = 1000
 
     [soc.snmp]
     host = "0.0.0.0"
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vaultwatch.catalog import Catalog
+from vaultwatch.errors import VaultwatchError
 from vaultwatch.server_config import ServerConfigError, ServerSettings
 from vaultwatch.soc.duties import Duty, DutyRunner
 
@@ -57,10 +59,10 @@ class ReceiverSettings:
 
 
 def _syslog_receiver(catalog: Catalog, settings: ServerSettings, table: dict[str, Any]) -> Any:
-    from vaultwatch.soc.ingest.syslog import SyslogReceiver
+    from vaultwatch.soc.ingest.syslog import DEFAULT_PORT, MAX_CONNECTIONS, SyslogReceiver
     from vaultwatch.soc.ingest.syslog_rules import load_rules
 
-    known = {"host", "udp_port", "tcp_port", "rules_file"}
+    known = {"host", "udp_port", "tcp_port", "rules_file", "max_connections"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ServerConfigError(f"[soc.syslog] has unknown setting(s) {', '.join(unknown)}")
@@ -68,12 +70,25 @@ def _syslog_receiver(catalog: Catalog, settings: ServerSettings, table: dict[str
     if table.get("rules_file"):
         path = Path(str(table["rules_file"]))
         rules = load_rules(path if path.is_absolute() else settings.data_dir / path)
+    ports: dict[str, int | None] = {}
+    for name in ("udp_port", "tcp_port"):
+        value = table.get(name, DEFAULT_PORT)
+        if value is None or value is False or value == "off":
+            ports[name] = None
+        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
+            ports[name] = value
+        else:
+            raise ServerConfigError(f"[soc.syslog] {name} must be a port (0-65535) or \"off\"")
+    connections = table.get("max_connections", MAX_CONNECTIONS)
+    if not isinstance(connections, int) or isinstance(connections, bool) or connections < 1:
+        raise ServerConfigError("[soc.syslog] max_connections must be a positive integer")
     return SyslogReceiver(
         catalog,
         rules=rules,
         host=str(table.get("host", "127.0.0.1")),
-        udp_port=table.get("udp_port"),
-        tcp_port=table.get("tcp_port"),
+        udp_port=ports["udp_port"],
+        tcp_port=ports["tcp_port"],
+        max_connections=connections,
     )
 
 
@@ -106,6 +121,31 @@ def _snmp_receiver(catalog: Catalog, table: dict[str, Any]) -> Any:
         engine_id=str(table["engine_id"]) if table.get("engine_id") else None,
     )
     return SnmpTrapReceiver(catalog, config)
+
+
+def check_settings(catalog: Catalog, settings: ServerSettings) -> None:
+    """Refuse bad operations center settings before the server starts (a clear error, no trace).
+
+    Builds everything the runtime would build from the settings, without
+    binding a socket or starting a thread.
+    """
+    from vaultwatch.soc.incidents import incident_rules
+    from vaultwatch.soc.monitors import MonitorSettings
+    from vaultwatch.soc.notify.email import smtp_settings
+
+    MonitorSettings.from_settings(settings)
+    try:
+        incident_rules(settings.extra)
+        smtp_settings(settings.extra, settings.data_dir)
+        wanted = ReceiverSettings.from_settings(settings)
+        if wanted.syslog is not None:
+            _syslog_receiver(catalog, settings, wanted.syslog)
+        if wanted.snmp is not None:
+            _snmp_receiver(catalog, wanted.snmp)
+    except ServerConfigError:
+        raise
+    except VaultwatchError as exc:
+        raise ServerConfigError(f"{settings.settings_file}: {exc}") from None
 
 
 @dataclass

@@ -48,6 +48,7 @@ def _settings(tmp_path: Path, *, cert_now: datetime | None = None) -> ServerSett
         tls_key=files.key,
         ca_cert=files.ca_cert,
         token_key_file=tmp_path / "token.key",
+        site="fra-1",
     )
 
 
@@ -90,6 +91,7 @@ def test_a_node_reports_real_measurements_with_bounded_history(
     with catalog.session() as session:
         node = session.scalars(select(ServerNode).where(ServerNode.name == "gw1")).one()
         assert node.health["at"] == health["at"] and node.roles == list(settings.roles)
+        assert node.site == "fra-1"
         kept = session.scalar(
             select(func.count())
             .select_from(NodeHealthSample)
@@ -159,3 +161,38 @@ def test_smartctl_is_asked_about_every_disk() -> None:
         assert disk["status"] in ("passed", "failing", "unavailable")
         if disk["status"] == "unavailable":
             assert disk["message"]  # why smartctl could not tell (virtual disk, permissions)
+
+
+def test_a_catalog_outage_seen_by_a_node_is_kept_as_a_cleared_alarm(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from vaultwatch.soc.duties import DutyContext
+    from vaultwatch.soc.monitors.nodes import CATALOG_UNAVAILABLE, NodeReporter
+
+    settings = _settings(tmp_path)
+    port = _closed_port()
+    unreachable = Catalog(f"postgresql+psycopg://vw:vw@127.0.0.1:{port}/none")
+    reporter = NodeReporter(unreachable, settings, "gw1", MonitorSettings())
+    context = DutyContext(unreachable, "gw1", "holder", "soc-duties", None)
+    with pytest.raises(OperationalError):
+        reporter.duty(context)
+    with pytest.raises(OperationalError):
+        reporter.duty(context)  # still down: one outage, noted once
+    reporter.catalog = catalog  # the database answers again
+    reporter.duty(DutyContext(catalog, "gw1", "holder", "soc-duties", None))
+    unreachable.dispose()
+    with catalog.session() as session:
+        alarm = session.scalars(select(Alarm).where(Alarm.alert_group == CATALOG_UNAVAILABLE)).one()
+    assert alarm.cleared_at is not None and alarm.tally == 1
+    assert alarm.last_problem_severity == Severity.MAJOR
+    assert "unavailable to gw1" in alarm.summary and str(port) in alarm.summary
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

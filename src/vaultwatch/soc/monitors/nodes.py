@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from vaultwatch import __version__
@@ -50,10 +51,14 @@ from vaultwatch.server_config import ServerSettings
 from vaultwatch.soc.duties import DutyContext
 from vaultwatch.soc.events import Event
 from vaultwatch.soc.monitors import MonitorSettings, emit
+from vaultwatch.soc.pipeline import process_events
 from vaultwatch.store.base import Store
 from vaultwatch.store.url import open_store
 
 log = logging.getLogger("vaultwatch.soc.monitors.nodes")
+
+#: Raised (and cleared at once) when a node's reports show the catalog was unreachable.
+CATALOG_UNAVAILABLE = "catalog.unavailable"
 
 PROBE_PREFIX = "node-health"
 _SKIPPED_DISKS = re.compile(r"^(loop|ram|zram|dm-|md|sr|nbd|fd)")
@@ -348,7 +353,7 @@ def _upsert_node(session: Session, name: str, settings: ServerSettings) -> uuid.
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
         insert_fn(ServerNode)
-        .values(id=uuid.uuid4(), name=name, site="default", roles=[], health={})
+        .values(id=uuid.uuid4(), name=name, site=settings.site, roles=[], health={})
         .on_conflict_do_nothing(index_elements=["name"])
     )
     node_id = session.execute(select(ServerNode.id).where(ServerNode.name == name)).scalar_one()
@@ -370,6 +375,7 @@ def store_node_health(
     node = session.get(ServerNode, node_id, populate_existing=True)
     assert node is not None
     node.roles = list(settings.roles)
+    node.site = settings.site
     node.url = f"https://{settings.host}:{settings.port}"
     node.version = __version__
     node.last_seen_at = now
@@ -441,6 +447,8 @@ class NodeReporter:
         self.config = config
         self.started_at = datetime.now(UTC)
         self._store: Store | None = None
+        self._catalog_down_since: datetime | None = None
+        self._catalog_error = ""
 
     def _open_store(self) -> Store | None:
         if self._store is None:
@@ -455,16 +463,52 @@ class NodeReporter:
         except Exception as exc:
             log.warning("node health: cannot open the vault store: %s", exc)
             store, store_error = None, f"cannot open the vault store: {exc}"
-        return report_node_health(
-            self.catalog,
-            self.settings,
-            self.node_name,
-            config=self.config,
-            store=store,
-            now=context.clock_now,
-            started_at=self.started_at,
-            store_error=store_error,
+        try:
+            health = report_node_health(
+                self.catalog,
+                self.settings,
+                self.node_name,
+                config=self.config,
+                store=store,
+                now=context.clock_now,
+                started_at=self.started_at,
+                store_error=store_error,
+            )
+        except OperationalError as exc:
+            if self._catalog_down_since is None:
+                self._catalog_down_since = context.clock_now or datetime.now(UTC)
+                self._catalog_error = str(exc.orig or exc).strip().splitlines()[0][:300]
+                log.warning("node health: the catalog is unavailable: %s", self._catalog_error)
+            raise
+        if self._catalog_down_since is not None:
+            self._report_outage(context.clock_now or datetime.now(UTC))
+        return health
+
+    def _report_outage(self, back_at: datetime) -> None:
+        """The catalog is back: keep a record of the outage this node saw (raised and cleared)."""
+        since, self._catalog_down_since = self._catalog_down_since, None
+        assert since is not None
+        seconds = (back_at - since).total_seconds()
+        common: dict[str, Any] = {
+            "node": self.node_name,
+            "alert_group": CATALOG_UNAVAILABLE,
+            "entity": f"node:{self.node_name}",
+            "source": EventSource.MONITOR,
+            "occurrence_key": f"since:{since.isoformat()}",
+            "attributes": {"since": since.isoformat(), "error": self._catalog_error},
+        }
+        summary = (
+            f"the catalog database was unavailable to {self.node_name} for {seconds:.0f} s "
+            f"(from {since.isoformat(timespec='seconds')}): {self._catalog_error}"
         )
+        with self.catalog.session() as session:
+            process_events(
+                session,
+                [
+                    Event(**common, summary=summary, severity=Severity.MAJOR),
+                    Event(**common, summary=summary, type=EventType.RESOLUTION),
+                ],
+            )
 
     def close(self) -> None:
         """Close the vault store."""
