@@ -52,6 +52,9 @@ DEFAULT_LEASE = "soc-duties"
 DEFAULT_TTL = timedelta(seconds=30)
 DUTY_FAILED = "duty.failed"
 
+#: How often a standby asks for a lease held by another node.
+STANDBY_POLL_SECONDS = 1.0
+
 #: The duty thread sleeps at most this long, so a stop or a newly won lease is seen soon.
 MAX_IDLE_SECONDS = 1.0
 
@@ -249,7 +252,9 @@ class DutyRunner:
         if info is None:
             return third
         left = (info.expires_at - moment).total_seconds()
-        return min(max(left, 0.05), third)  # a standby tries again right at expiry
+        # A standby asks again soon (one cheap statement), so a released lease is taken at
+        # once, and right at expiry when the holder died.
+        return min(max(left, 0.05), third, STANDBY_POLL_SECONDS)
 
     def _held(self, epoch: int, started: float) -> None:
         with self._lock:
