@@ -1,21 +1,26 @@
 # Two commands on a fresh machine: `make demo` runs the service, `make test` runs every test.
-.PHONY: demo test lint bench venv lock
+# `make demo` installs only what Vaultwatch needs to run; test, lint and bench add the dev tools.
+# Demo options: make demo ARGS="--port 9443 --dir /tmp/demo"
+.PHONY: demo test lint bench venv dev-venv lock
 
 venv:
 	@scripts/bootstrap.sh
 
+dev-venv:
+	@scripts/bootstrap.sh --dev
+
 demo: venv
-	.venv/bin/vaultwatch demo
+	.venv/bin/vaultwatch demo $(ARGS)
 
 test:
 	scripts/test.sh
 
-lint: venv
+lint: dev-venv
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
 
-bench: venv
+bench: dev-venv
 	.venv/bin/python -m bench.backup_bench
 
 lock:

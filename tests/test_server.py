@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -232,10 +233,15 @@ def test_admin_tenants_and_tokens(data_dir: Path) -> None:
     assert by_id["tenant"]["name"] == "Acme Corp"
     plain = vw("admin", "token", "create", "--tenant", "Beta", *d).stdout
     assert "vwe_" in plain
+    zone = datetime.now().astimezone().strftime("%Z")
+    assert re.search(rf"expires \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {zone}\)", plain), plain
     for bad_args, message in (
         (["--tenant", "nobody"], "no tenant named"),
         (["--tenant", "Beta", "--expires", "soon"], "invalid duration"),
-        (["--tenant", "Beta", "--expires", "60d"], "lifetime"),
+        (
+            ["--tenant", "Beta", "--expires", "60d"],
+            "lifetime must be more than 0 and at most 30 days",
+        ),
     ):
         bad = vw("admin", "token", "create", *bad_args, *d, ok=False)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr
@@ -329,6 +335,21 @@ def test_roles_choose_what_is_served(data_dir: Path) -> None:
         assert web.stop() in (0, -signal.SIGTERM)
     bad = vw("server", "run", "--data-dir", str(data_dir), "--roles", "gateway,dns", ok=False)
     assert bad.returncode == 2 and "unknown role" in bad.stderr
+
+
+def test_run_on_a_busy_port_says_so_and_never_claims_to_serve(data_dir: Path) -> None:
+    vw("server", "init", "--data-dir", str(data_dir))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = vw(
+            "server", "run", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+            "--port", str(port), ok=False,
+        )  # fmt: skip
+    assert busy.returncode == 2
+    assert f"port {port} is in use on 127.0.0.1" in busy.stderr
+    assert "serving" not in busy.stderr and "Traceback" not in busy.stderr
 
 
 def test_parse_roles_and_build_app(tmp_path: Path) -> None:

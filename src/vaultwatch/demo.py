@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -29,9 +30,12 @@ from pathlib import Path
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, restore
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.server import port_in_use
+from vaultwatch.server_config import DEFAULT_PORT
 from vaultwatch.store.url import open_store
 
 TENANT = "Demo Customer"
+HOST = "127.0.0.1"
 SAMPLE_FILES = {
     "documents/welcome.txt": "Every change in this folder is backed up within seconds.\n",
     "documents/notes.md": "# Notes\n\n- write something here and watch the snapshot appear\n",
@@ -100,12 +104,36 @@ def _cli(*args: str) -> str:
     return proc.stdout
 
 
-def setup(layout: DemoLayout, port: int, report: Callable[[str], None]) -> DemoFacts:
+def choose_port(port: int | None, report: Callable[[str], None]) -> int:
+    """The port for a new demo: the one asked for if free, else (none asked) any free one."""
+    if port is not None:
+        if port_in_use(HOST, port):
+            raise DemoError(
+                f"port {port} on {HOST} is in use: stop what listens there or choose another "
+                "with --port"
+            )
+        return port
+    if not port_in_use(HOST, DEFAULT_PORT):
+        return DEFAULT_PORT
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        free = int(probe.getsockname()[1])
+    report(f"port {DEFAULT_PORT} is in use: the demo uses port {free}")
+    return free
+
+
+def demo_port(facts: DemoFacts) -> int:
+    """The port the demo was set up on (the agent's configuration points at it)."""
+    return int(facts.url.rsplit(":", 1)[1])
+
+
+def setup(layout: DemoLayout, port: int | None, report: Callable[[str], None]) -> DemoFacts:
     """Initialise server, tenant, token, sample folder and agent (only on the first run)."""
     if layout.facts.exists():
         return DemoFacts(**json.loads(layout.facts.read_text()))
     if layout.root.exists() and any(layout.root.iterdir()):
         raise DemoError(f"{layout.root} exists but holds no demo: remove it or choose --dir")
+    port = choose_port(port, report)
     layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     report("initialising the server (SQLite catalog, local vault, own certificate authority)")
     init = json.loads(
@@ -134,7 +162,7 @@ def setup(layout: DemoLayout, port: int, report: Callable[[str], None]) -> DemoF
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     ca = str(init.get("ca_cert") or layout.server_dir / "tls" / "ca.pem")
-    url = f"https://127.0.0.1:{port}"
+    url = f"https://{HOST}:{port}"
     with running(layout, "server", _server_argv(layout, port)):
         wait_healthy(url, Path(ca))
         report("enrolling the agent with the token")
@@ -190,7 +218,7 @@ def _server_argv(layout: DemoLayout, port: int) -> list[str]:
         "--data-dir",
         str(layout.server_dir),
         "--host",
-        "127.0.0.1",
+        HOST,
         "--port",
         str(port),
     ]
@@ -318,18 +346,28 @@ def prove(
 
 def run_demo(
     root: Path,
-    port: int,
+    port: int | None,
     *,
     once: bool,
     report: Callable[[str], None],
     show: Callable[[DemoFacts, DemoLayout], None],
     tick: Callable[[list[tuple[str, str, int]]], None],
 ) -> float | None:
-    """Set up (first time), start server and agent, then watch (or prove and stop)."""
+    """Set up (first time), start server and agent, then watch (or prove and stop).
+
+    ``port`` None: 8443, or any free port when that one is taken. A demo that
+    is set up keeps its port (the agent is enrolled against that URL).
+    """
     layout = DemoLayout(Path(os.path.abspath(root)))
     facts = setup(layout, port, report)
-    if f":{port}" not in facts.url:
-        port = int(facts.url.rsplit(":", 1)[1])
+    if port is not None and port != demo_port(facts):
+        report(f"this demo was set up on port {demo_port(facts)}: --port applies to a new --dir")
+    port = demo_port(facts)
+    if port_in_use(HOST, port):
+        raise DemoError(
+            f"port {port} on {HOST} is in use (this demo was set up on it): stop what "
+            f"listens there, or remove {layout.root} to set the demo up again on another port"
+        )
     with running(layout, "server", _server_argv(layout, port)) as server:
         wait_healthy(facts.url, Path(facts.ca_cert))
         with running(layout, "agent", _agent_argv(layout)) as agent:

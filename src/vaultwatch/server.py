@@ -444,8 +444,8 @@ def _check_operations_settings(settings: ServerSettings) -> None:
         catalog.dispose()
 
 
-def ensure_port_free(host: str, port: int) -> None:
-    """Refuse a port another process listens on, before anything says it is served.
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another process listens on ``host:port`` (ServerConfigError if it cannot be bound).
 
     Bound the way uvicorn binds (SO_REUSEADDR, so connections still closing
     from a previous run do not count), then released at once.
@@ -462,13 +462,20 @@ def ensure_port_free(host: str, port: int) -> None:
             sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise ServerConfigError(
-                    f"port {port} is in use on {host}: stop what listens there "
-                    "or choose another port with --port"
-                ) from None
+                return True
             raise ServerConfigError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
+    return False
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before anything says it is served."""
+    if port_in_use(host, port):
+        raise ServerConfigError(
+            f"port {port} is in use on {host}: stop what listens there "
+            "or choose another port with --port"
+        )
 
 
 def run_server(

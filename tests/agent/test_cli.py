@@ -37,16 +37,32 @@ def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
 
 
 def test_check_config_lists_sets(tmp_path: Path) -> None:
+    www, db = tmp_path / "www", tmp_path / "db"
+    www.mkdir()
+    db.mkdir()
     good = base_doc(
-        tmp_path, a=SET, b={"name": "db", "paths": ["/db"], "mode": "scheduled", "at": ["02:30"]}
+        tmp_path,
+        a={**SET, "paths": [str(www)]},
+        b={"name": "db", "paths": [str(db)], "mode": "scheduled", "at": ["02:30"]},
     )
     result = runner.invoke(
         app, ["agent", "check-config", "--config", str(write_config(tmp_path, good))]
     )
     assert result.exit_code == 0, result.output
-    assert "www: /srv/www - continuous (quiet 2s, max delay 10s, rescan 3600s)" in result.output
-    assert "db: /db - at 02:30" in result.output
+    assert f"www: {www} - continuous (quiet 2s, max delay 10s, rescan 3600s)" in result.output
+    assert f"db: {db} - at 02:30" in result.output
     assert "vwa_secret" not in result.output
+
+
+def test_check_config_reports_paths_that_do_not_exist(tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    doc = base_doc(tmp_path, a={**SET, "paths": [str(www), str(tmp_path / "typo")]})
+    path = write_config(tmp_path, doc)
+    result = runner.invoke(app, ["agent", "check-config", "--config", str(path)])
+    assert result.exit_code == 2
+    assert f"backup set 'www': {tmp_path / 'typo'}" in result.output
+    assert "valid" not in result.output and "Traceback" not in result.output
 
 
 def test_config_path_from_the_environment(tmp_path: Path) -> None:

@@ -230,3 +230,12 @@ def test_written_config_is_private_and_round_trips(tmp_path: Path) -> None:
     assert cfg.agent_id == "a1" and cfg.server.credential == "vwa_xyz"
     assert cfg.backup_sets[0].name == "db"
     assert not cfg.metrics.enabled
+
+
+def test_reconnect_backoff_defaults_to_a_short_cap(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, base_doc(tmp_path)))
+    assert (cfg.network.backoff_initial, cfg.network.backoff_max) == (1.0, 5.0)
+    doc = base_doc(tmp_path)
+    doc["network"] = {"backoff_initial": "10s"}  # the cap is never below the first delay
+    cfg = load_config(write(tmp_path, doc))
+    assert (cfg.network.backoff_initial, cfg.network.backoff_max) == (10.0, 10.0)

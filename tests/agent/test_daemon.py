@@ -6,6 +6,7 @@ the server waits in the journal until a gateway answers.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from prometheus_client import generate_latest
 
 from tests.agent.conftest import FakeClock, base_doc, config_from
 from tests.agent.test_jobs import FAST_KDF, PASSPHRASE, make_tree
-from vaultwatch.agent.config import AgentConfig
+from vaultwatch.agent.config import DEFAULT_BACKOFF_MAX, AgentConfig, NetworkConfig
 from vaultwatch.agent.daemon import Agent, schedule_text
 from vaultwatch.agent.journal import Journal
 from vaultwatch.engine.repository import Repository
@@ -117,3 +118,20 @@ def test_schedule_text() -> None:
 
     assert schedule_text(BackupSetConfig("a", ["/"], "continuous")) is None
     assert schedule_text(BackupSetConfig("a", ["/"], "scheduled", interval=3600)) == "every 3600s"
+
+
+def test_reconnect_waits_are_capped_at_seconds(tmp_path: Path) -> None:
+    """After a long outage the agent still tries every few seconds (jittered), not once a minute."""
+    config, store, _ = setup(tmp_path)
+    config = dataclasses.replace(config, network=NetworkConfig())  # the defaults
+    assert config.network.backoff_max == DEFAULT_BACKOFF_MAX == 5.0
+    agent = Agent(config, clock=FakeClock(), store_factory=lambda on_state: store)
+    try:
+        backoff = agent.reconnect_backoff()
+        delays = [backoff.next_delay() for _ in range(500)]
+    finally:
+        agent.shutdown()
+        agent.journal.close()
+    assert max(delays) <= 5.0
+    late = delays[10:]  # long into the outage: drawn over the whole window, not stuck at the top
+    assert max(late) > 4.0 and min(late) < 1.0

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from vaultwatch.catalog import Agent, AuditEntry, Catalog, Heartbeat
-from vaultwatch.catalog.agents import record_heartbeat, silent_agents
+from vaultwatch.catalog.agents import prune_heartbeats, record_heartbeat, silent_agents
 from vaultwatch.catalog.audit import REDACTED, record, redact, system_actor, user_actor
 from vaultwatch.catalog.errors import AgentNotFoundError, ValidationError
 
@@ -106,6 +106,58 @@ def test_heartbeat_updates_agent_and_keeps_history(catalog: Catalog, key: bytes)
         assert stored.free_disk_bytes == 50 * 2**30 and stored.gateway_reachable is True
         history = session.execute(select(Heartbeat).order_by(Heartbeat.received_at)).scalars()
         assert [h.version for h in history] == ["1.1.0", "1.2.0"]
+
+
+def _beat(catalog: Catalog, agent_id: uuid.UUID, at: datetime) -> None:
+    with catalog.session() as session:
+        record_heartbeat(
+            session,
+            agent_id,
+            version="1.0",
+            host_facts={},
+            free_disk_bytes=1,
+            gateway_reachable=True,
+            now=at,
+        )
+
+
+def _history(catalog: Catalog) -> dict[uuid.UUID, list[datetime]]:
+    with catalog.session() as session:
+        rows = session.execute(
+            select(Heartbeat.agent_id, Heartbeat.received_at).order_by(Heartbeat.received_at)
+        )
+        found: dict[uuid.UUID, list[datetime]] = {}
+        for agent_id, at in rows:
+            found.setdefault(agent_id, []).append(at.astimezone(UTC))
+        return found
+
+
+def test_prune_heartbeats_keeps_the_recent_history_of_every_agent(
+    catalog: Catalog, key: bytes
+) -> None:
+    first = enroll(catalog, add_tenant(catalog, "Acme"), key).agent
+    second = enroll(catalog, add_tenant(catalog, "Globex"), key).agent
+    days = [10, 9, 8, 1, 0]
+    for n in days:
+        _beat(catalog, first.id, T0 - timedelta(days=n))
+    for n in (12, 0):
+        _beat(catalog, second.id, T0 - timedelta(days=n))
+    cutoff = T0 - timedelta(days=7)
+
+    with catalog.session() as session:  # a bounded batch; the next call takes the rest
+        assert prune_heartbeats(session, cutoff, limit=2) == 2
+    with catalog.session() as session:
+        assert prune_heartbeats(session, cutoff) == 2
+    with catalog.session() as session:
+        assert prune_heartbeats(session, cutoff) == 0
+
+    assert _history(catalog) == {
+        first.id: [T0 - timedelta(days=1), T0],
+        second.id: [T0],
+    }
+    with catalog.session() as session:  # the agents' latest facts are untouched
+        stored = session.get(Agent, first.id)
+        assert stored is not None and stored.last_seen_at == T0
 
 
 @pytest.mark.parametrize(

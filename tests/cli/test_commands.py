@@ -347,6 +347,7 @@ def test_diff(cli: Cli, repo: Path, data: Path, snapshot: str) -> None:
 
 
 def test_stats(cli: Cli, repo: Path, data: Path, snapshot: str) -> None:
+    assert "Stats for 1 snapshot:" in cli.ok("repo", "stats", "-r", repo).stdout
     cli.ok("repo", "backup", "-r", repo, data, "-q")
     one = cli.json("repo", "stats", "-r", repo, snapshot[:8])
     assert one["snapshot_ids"] == [snapshot]
@@ -498,6 +499,10 @@ def test_forget_then_prune_frees_space(cli: Cli, repo: Path, data: Path) -> None
     cli.ok("repo", "dump", "-r", repo, "latest", str(data / "gen2.bin"))
     again = cli.ok("repo", "prune", "-r", repo).stdout
     assert "0 B freed" in again
+    assert again.startswith("1 snapshot uses ")
+    dry_text = cli.ok("repo", "prune", "-r", repo, "--dry-run").stdout
+    assert "would be deleted" in dry_text and "would be repacked" in dry_text
+    assert "(0 B would be freed)" in dry_text and "would deleted" not in dry_text
 
 
 def test_prune_max_unused_validation(cli: Cli, repo: Path) -> None:

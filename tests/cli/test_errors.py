@@ -83,6 +83,24 @@ def test_init_twice_fails_before_asking_for_a_passphrase(cli: Cli, repo: Path) -
     assert result.stderr == f"error: a repository already exists at {repo}\n"
 
 
+def test_init_into_a_non_empty_directory_is_refused_and_writes_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    target = tmp_path / "photos"
+    target.mkdir()
+    (target / "My Photo.jpg").write_bytes(b"mine")
+    result = cli("repo", "init", "-r", target, *FAST_KDF, passphrase=None)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {target} is not empty and holds no repository: "
+        "init needs an empty or new directory (or bucket prefix)\n"
+    )
+    assert [p.name for p in target.iterdir()] == ["My Photo.jpg"]
+    # an empty directory is fine
+    (target / "My Photo.jpg").unlink()
+    assert cli("repo", "init", "-r", target, *FAST_KDF).exit_code == 0
+
+
 def test_init_on_a_file_is_refused(cli: Cli, tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")

@@ -75,7 +75,10 @@ def _terminal() -> tuple[Console, io.StringIO]:
     return Console(file=buf, force_terminal=True, width=120, color_system=None), buf
 
 
-def test_progress_display_polls_the_engine_counters() -> None:
+def test_progress_display_polls_the_engine_counters(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the terminal under test, whatever the one running the tests is (CI often has TERM=dumb)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", "120")
     progress = Progress()
     console, buf = _terminal()
     with out.ProgressDisplay(progress, enabled=True, console=console, interval=0.01):

@@ -288,7 +288,8 @@ def test_watch_redraws_until_interrupted(site: Site, terminal: bool) -> None:
         stdin=subprocess.DEVNULL,
         stdout=write_fd,
         stderr=subprocess.PIPE,
-        env=subprocess_env(COLUMNS="200"),
+        # the terminal under test, whatever the one running the tests is (CI often has TERM=dumb)
+        env=subprocess_env(TERM="xterm-256color", COLUMNS="200"),
     )
     os.close(write_fd)
     try:

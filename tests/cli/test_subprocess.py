@@ -29,6 +29,7 @@ from tests.cli.conftest import (
     vaultwatch_exe,
 )
 from tests.conftest import S3Endpoint
+from tests.engine.test_restore_safety import many_files, small_file_system
 
 
 def run(
@@ -219,7 +220,8 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=slave,
-        env=subprocess_env(VAULTWATCH_PASSPHRASE=PASSPHRASE, COLUMNS="150"),
+        # the terminal under test, whatever the one running the tests is (CI often has TERM=dumb)
+        env=subprocess_env(VAULTWATCH_PASSPHRASE=PASSPHRASE, TERM="xterm-256color", COLUMNS="150"),
     )
     os.close(slave)
     try:
@@ -267,6 +269,89 @@ def test_interrupt_at_the_passphrase_prompt_exits_130(tmp_path: Path) -> None:
     assert proc.wait(timeout=30) == 130
     assert b"Traceback" not in prompt + rest
     assert not (tmp_path / "repo" / "config").exists()
+
+
+def test_init_asks_twice_and_shows_no_empty_default(tmp_path: Path) -> None:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(vaultwatch_exe()), "repo", "init", "-r", str(tmp_path / "repo"), *FAST_KDF],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=subprocess_env(),
+        preexec_fn=_own_terminal,
+    )
+    os.close(slave)
+    try:
+        first = _read_pty(master, proc, until=b": ")
+        os.write(master, PASSPHRASE.encode() + b"\n")
+        again = _read_pty(master, proc, until=b": ")
+        os.write(master, PASSPHRASE.encode() + b"\n")
+        rest = _read_pty(master, proc)
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=60) == 0, rest
+    assert first.strip().endswith(b"Repository passphrase:")
+    assert again.strip().endswith(b"Repository passphrase (again):"), again
+    assert b"[]" not in first + again + rest
+    assert (tmp_path / "repo" / "config").exists()
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_sigterm_during_backup_acts_as_ctrl_c(tmp_path: Path) -> None:
+    """``kill`` (or a service stop) mid-backup: the message, 130, no lock left, a sound repository."""
+    repo, src = tmp_path / "repo", tmp_path / "src"
+    for d in range(8):
+        (src / f"d{d}").mkdir(parents=True)
+        for f in range(50):
+            (src / f"d{d}" / f"f{f}.bin").write_bytes(os.urandom(256 * 1024))  # 100 MiB in all
+    run("repo", "init", "-r", repo, *FAST_KDF)
+    proc = subprocess.Popen(
+        [str(vaultwatch_exe()), "repo", "backup", "-r", str(repo), str(src)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(VAULTWATCH_PASSPHRASE=PASSPHRASE),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (_files(repo / "locks") and _files(repo / "data")):  # locked, packs written
+            assert proc.poll() is None, "the backup ended before it could be stopped"
+            assert time.monotonic() < deadline, "the backup wrote no pack"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert "Traceback" not in stderr and "saved" not in stdout
+    assert _files(repo / "locks") == []
+    assert _files(repo / "snapshots") == []
+    assert _files(repo / "index")  # the packs written before the signal are indexed
+    check = run("repo", "check", "-r", repo)
+    assert check.returncode == 0, check.stdout + check.stderr
+    again = run("repo", "backup", "-r", repo, src, "--json")  # adopts what the first one wrote
+    assert again.returncode == 0, again.stderr
+    assert run("repo", "check", "-r", repo).returncode == 0
+
+
+def test_restore_onto_a_full_disk_stops_with_one_message(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    source = many_files(tmp_path / "src")
+    run("repo", "init", "-r", repo, *FAST_KDF)
+    assert run("repo", "backup", "-r", repo, source, "-q").returncode == 0
+    with small_file_system(tmp_path / "small") as target:
+        result = run("repo", "restore", "-r", repo, "latest", "--target", target)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) <= 2, result.stderr  # not one line per file that did not fit
+    assert lines[0].startswith("restoring snapshot ")
+    assert lines[-1].startswith("error: no space left on the restore target")
 
 
 @pytest.mark.s3

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from vaultwatch.engine.backup import backup
 from vaultwatch.engine.errors import EngineError
 from vaultwatch.engine.pack import DATA, TREE
 from vaultwatch.engine.repository import Repository
-from vaultwatch.engine.restore import restore
+from vaultwatch.engine.restore import RestoreTargetFullError, restore
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import DIR, FILE, SYMLINK, Node, Tree
 
@@ -149,3 +153,51 @@ def test_each_directory_is_checked_once_however_many_files_it_holds(
     assert paths == {os.fsencode(tmp_path / "srv" / "www")}
     assert checked == [os.fsencode(tmp_path / "srv"), os.fsencode(tmp_path / "srv" / "www")]
     assert (tmp_path / "srv" / "www").is_dir()
+
+
+@contextmanager
+def small_file_system(mountpoint: Path, size: str = "2m") -> Iterator[Path]:
+    """A real file system of `size` (tmpfs) at `mountpoint`, to fill up; needs root."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        reason = f"cannot mount a small tmpfs (root needed): {mounted.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def many_files(root: Path, count: int = 200, size: int = 32 * 1024) -> Path:
+    """`count` incompressible files: far more than a small file system holds."""
+    for i in range(count):
+        sub = root / f"d{i % 10}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i}.bin").write_bytes(os.urandom(size))
+    return root
+
+
+def test_a_full_target_stops_the_restore_at_once(repo: Repository, tmp_path: Path) -> None:
+    source = many_files(tmp_path / "src")  # 6.4 MiB
+    snap = backup(repo, [str(source)]).snapshot
+    with small_file_system(tmp_path / "small") as target:
+        started = time.monotonic()
+        with pytest.raises(RestoreTargetFullError, match="no space left") as raised:
+            restore(repo, snap, target)
+        assert time.monotonic() - started < 30
+        assert "run the same restore again" in str(raised.value)
+        # Room again: the same restore continues and finishes.
+        subprocess.run(["mount", "-o", "remount,size=16m", str(target)], check=True)
+        result = restore(repo, snap, target)
+        assert result.errors == []
+        restored = target / str(source).lstrip("/")
+        for path in source.rglob("*.bin"):
+            assert (restored / path.relative_to(source)).read_bytes() == path.read_bytes()

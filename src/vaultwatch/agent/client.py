@@ -29,11 +29,12 @@ class NetworkDown(VaultwatchError):
 
 
 class ApiError(VaultwatchError):
-    """A gateway answered and refused the request."""
+    """A gateway answered and refused the request; `detail` is its problem's explanation."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, detail: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail or message
 
 
 class Backoff:
@@ -89,6 +90,33 @@ def _problem(response: httpx.Response) -> str:
     return response.reason_phrase
 
 
+CA_HINT = (
+    "the service's CA certificate is DATA_DIR/tls/ca.pem on the server; compare its SHA-256 "
+    "fingerprint (shown by `vaultwatch admin token create`) with "
+    "`openssl x509 -in ca.pem -noout -fingerprint -sha256`"
+)
+
+
+def _enroll_transport_message(url: str, exc: httpx.TransportError, ca_cert: Path | None) -> str:
+    """Why enrollment could not talk to ``url``, with what to do about the usual causes."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        if ca_cert is None:
+            return (
+                f"cannot verify the certificate of {url}: pass the service's CA with "
+                f"--ca-cert ca.pem ({CA_HINT})"
+            )
+        return f"the certificate of {url} is not signed by the CA in {ca_cert} ({CA_HINT})"
+    if url.startswith("http://"):
+        return (
+            f"cannot talk to {url}: the server speaks HTTPS only, "
+            f"use https://{url.removeprefix('http://')}"
+        )
+    return f"cannot reach {url}: {exc}"
+
+
 def enroll(
     url: str,
     token: str,
@@ -109,7 +137,7 @@ def enroll(
         with httpx.Client(verify=tls_context(ca_cert), timeout=timeout) as client:
             response = client.post(url.rstrip("/") + API + "/enroll", json=body)
     except httpx.TransportError as exc:
-        raise NetworkDown(f"cannot reach {url}: {exc}") from None
+        raise NetworkDown(_enroll_transport_message(url, exc, ca_cert)) from None
     if response.status_code not in (200, 201):
         raise ApiError(
             f"enrollment refused by {url}: {_problem(response)} (HTTP {response.status_code})",
@@ -171,9 +199,11 @@ class GatewayClient:
             with self._lock:
                 self._preferred = i
             if response.status_code >= 400:
+                detail = _problem(response)
                 raise ApiError(
-                    f"{method} {path} refused: {_problem(response)} (HTTP {response.status_code})",
+                    f"{method} {path} refused: {detail} (HTTP {response.status_code})",
                     response.status_code,
+                    detail,
                 )
             if not response.content:
                 return None

@@ -50,12 +50,17 @@ class ServerConfig:
     timeout: float = 30.0
 
 
+DEFAULT_BACKOFF_MAX = 5.0
+"""The longest wait between reconnection attempts: a continuous service is back within
+seconds of its gateway, and full jitter spreads a fleet's retries over that window."""
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """Reconnection backoff: exponential from ``backoff_initial`` up to ``backoff_max``, full jitter."""
 
     backoff_initial: float = 1.0
-    backoff_max: float = 60.0
+    backoff_max: float = DEFAULT_BACKOFF_MAX
 
 
 @dataclass(frozen=True)
@@ -397,7 +402,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
 
     net = _Section("network", root.get("network", lambda v: v, {}), path)
     initial = net.get("backoff_initial", _positive_duration, 1.0)
-    maximum = net.get("backoff_max", _positive_duration, 60.0)
+    maximum = net.get("backoff_max", _positive_duration, max(DEFAULT_BACKOFF_MAX, initial))
     if maximum < initial:
         raise net.error("backoff_max", f"must be at least backoff_initial ({initial:g}s)")
     net.finish()
@@ -472,6 +477,17 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def missing_paths(config: AgentConfig) -> list[tuple[str, str]]:
+    """(set name, path) of every backup set path that names nothing on this server.
+
+    The syntax may be fine while the set protects nothing (a typo, an unmounted
+    disk); ``check-config`` reports these so they are not found after a loss.
+    """
+    return [
+        (s.name, path) for s in config.backup_sets for path in s.paths if not os.path.lexists(path)
+    ]
+
+
 def config_document(
     *,
     agent_id: str,
@@ -482,8 +498,13 @@ def config_document(
     state_dir: Path,
     passphrase_file: Path,
     backup_sets: list[dict[str, Any]] | None = None,
+    hostname: str | None = None,
 ) -> dict[str, Any]:
-    """The TOML document ``enroll`` writes (backup sets are added by the administrator)."""
+    """The TOML document ``enroll`` writes (backup sets are added by the administrator).
+
+    ``hostname`` is the name enrolled under when it is not this host's own, so
+    snapshots and heartbeats carry the name the catalog shows.
+    """
     server: dict[str, Any] = {"urls": urls, "credential": credential}
     if ca_cert is not None:
         server["ca_cert"] = str(ca_cert)
@@ -494,6 +515,7 @@ def config_document(
             "state_dir": str(state_dir),
             "passphrase_file": str(passphrase_file),
             "heartbeat": "60s",
+            **({"hostname": hostname} if hostname else {}),
         },
         "server": server,
         "metrics": {"enabled": False, "address": "127.0.0.1", "port": 9469},

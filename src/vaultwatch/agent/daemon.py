@@ -33,7 +33,14 @@ from vaultwatch.agent.jobs import JobRunner
 from vaultwatch.agent.journal import Journal
 from vaultwatch.agent.metrics import AgentMetrics
 from vaultwatch.agent.schedule import Clock, Scheduler, SetTrigger, SystemClock
-from vaultwatch.agent.status import status_path, write_status
+from vaultwatch.agent.status import (
+    MAX_REFUSED_REPORTS,
+    kept_refused_reports,
+    read_status,
+    refused_report,
+    status_path,
+    write_status,
+)
 from vaultwatch.agent.vault import AgentRepository, open_vault, read_passphrase
 from vaultwatch.agent.watcher import Watcher
 from vaultwatch.engine.backup import BackupResult
@@ -147,6 +154,7 @@ class Agent:
         self.gateways: dict[str, bool] = {}
         self.last_heartbeat: float | None = None
         self.last_heartbeat_error: str | None = None
+        self.refused_reports = kept_refused_reports(read_status(status_path(config.state_dir)))
         self.started = time.time()
         self.watcher = Watcher(
             config.backup_sets,
@@ -269,8 +277,17 @@ class Agent:
         if skew > 300:
             log.warning("this server's clock is %.0f s away from the service's: fix NTP", skew)
 
+    def reconnect_backoff(self) -> Backoff:
+        """The waits between tries while no gateway answers: at most ``network.backoff_max``.
+
+        The cap is short (seconds) so the agent is back soon after its
+        gateway; full jitter keeps a fleet from returning all at once.
+        """
+        network = self.config.network
+        return Backoff(network.backoff_initial, min(self.config.heartbeat, network.backoff_max))
+
     def _heartbeat_loop(self) -> None:
-        backoff = Backoff(self.config.network.backoff_initial, self.config.heartbeat)
+        backoff = self.reconnect_backoff()
         while not self.stop_event.is_set():
             ok = self.heartbeat_once()
             if ok:
@@ -298,13 +315,22 @@ class Agent:
                     log.error("job report for %s refused: %s", report.job_uid, exc)
                     return False
                 # Refused for good (e.g. a finished job cannot change): keeping it would block
-                # every later report.
-                log.error("job report for %s dropped: %s", report.job_uid, exc)
+                # every later report, so it is not sent again but stays in the status.
+                log.warning(
+                    "job report for %s refused by the service (HTTP %d): %s",
+                    report.job_uid,
+                    exc.status,
+                    exc.detail,
+                )
+                entry = refused_report(
+                    report.job_uid, report.body, exc.status, exc.detail, time.time()
+                )
+                self.refused_reports = [*self.refused_reports, entry][-MAX_REFUSED_REPORTS:]
             self.journal.mark_sent(report.job_uid, report.version)
         return True
 
     def _report_loop(self) -> None:
-        backoff = Backoff(self.config.network.backoff_initial, self.config.network.backoff_max)
+        backoff = self.reconnect_backoff()
         while not self.stop_event.is_set():
             self._report_wake.clear()
             self._online.clear()
@@ -369,6 +395,7 @@ class Agent:
             "last_heartbeat": self.last_heartbeat,
             "last_heartbeat_error": self.last_heartbeat_error,
             "pending_reports": len(self.journal.pending_reports()),
+            "refused_reports": list(self.refused_reports),
         }
 
     def write_status(self) -> None:

@@ -124,6 +124,7 @@ def enroll_agent(
         state_dir=state_dir,
         passphrase_file=passphrase_file,
         backup_sets=kept_sets,
+        hostname=hostname,
     )
     text = dump_config(doc)
     if not kept_sets:

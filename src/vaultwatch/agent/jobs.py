@@ -106,8 +106,11 @@ def report_body(
         body["error_count"] = len(errors)
         body["bytes_done"] = result.total_bytes
         body["bytes_total"] = result.total_bytes
-        body["files_total"] = result.files_new + result.files_changed + result.files_unmodified
-        body["files_done"] = body["files_total"] - len(result.errors)
+        # The snapshot holds the files read; those that could not be read are not in the
+        # result's counts, but were part of the job.
+        saved = result.files_new + result.files_changed + result.files_unmodified
+        body["files_done"] = saved
+        body["files_total"] = saved + len(result.errors)
         body["eta_seconds"] = 0
         snap = result.snapshot
         body["snapshot"] = {
@@ -117,7 +120,7 @@ def report_body(
             "tags": list(snap.tags),
             "started_at": _iso(live.started),
             "finished_at": snap.time.isoformat(timespec="seconds"),
-            "files_total": body["files_total"],
+            "files_total": saved,
             "bytes_total": result.total_bytes,
             "files_new": result.files_new,
             "files_changed": result.files_changed,

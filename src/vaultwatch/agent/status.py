@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 STATUS_FILE = "status.json"
+MAX_REFUSED_REPORTS = 20
+"""How many job reports the service refused for good the status keeps (the newest)."""
 
 
 def status_path(state_dir: Path) -> Path:
@@ -38,6 +40,32 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def refused_report(
+    job_uid: str, body: dict[str, Any], http_status: int, problem: str, at: float
+) -> dict[str, Any]:
+    """The status entry of a job report the service refused (it is not sent again).
+
+    The service's job then misses this update, so the operator must be able
+    to see what was refused and why: the agent's log alone rotates away.
+    """
+    return {
+        "job_uid": job_uid,
+        "backup_set": body.get("backup_set"),
+        "state": body.get("state"),
+        "http_status": http_status,
+        "problem": problem,
+        "refused_at": at,
+    }
+
+
+def kept_refused_reports(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The refused reports an earlier status listed, so a restart does not hide them."""
+    entries = (previous or {}).get("refused_reports")
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict)][-MAX_REFUSED_REPORTS:]
 
 
 def pid_alive(pid: int) -> bool:

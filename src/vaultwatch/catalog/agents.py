@@ -1,18 +1,19 @@
 """Agents after enrollment: heartbeats, and finding the ones that went silent.
 
-Each heartbeat is kept (for trends such as free disk over time) and its facts
-are copied onto the agent, so "which agents are silent" is one indexed query
-on `agents.last_seen_at`.
+Each heartbeat is kept for a while (for trends such as free disk over time;
+`prune_heartbeats` bounds the history) and its facts are copied onto the
+agent, so "which agents are silent" is one indexed query on
+`agents.last_seen_at`.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Result, or_, select, update
+from sqlalchemy import Result, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from vaultwatch.catalog.db import database_now, session_tenant
@@ -22,6 +23,8 @@ from vaultwatch.catalog.models import Agent, Heartbeat
 #: Host facts larger than this (as JSON) are refused: they come from the network.
 MAX_HOST_FACTS_BYTES = 16 * 1024
 MAX_VERSION_LENGTH = 64
+#: How long heartbeats are kept: a week of trends (an agent sends about 3,000 a day).
+HEARTBEATS_KEPT = timedelta(days=7)
 
 
 def _check_heartbeat(version: str, host_facts: dict[str, Any], free_disk_bytes: int | None) -> None:
@@ -107,3 +110,29 @@ def silent_agents(session: Session, *, since: datetime) -> list[Agent]:
         .order_by(Agent.last_seen_at.asc().nulls_first(), Agent.id)
     )
     return list(session.execute(statement).scalars())
+
+
+def prune_heartbeats(session: Session, older_than: datetime, *, limit: int = 50_000) -> int:
+    """Delete heartbeats received before `older_than`, at most `limit`; returns how many.
+
+    Agent by agent, so each delete is a range of the (agent_id, received_at)
+    index rather than a scan of the whole table; `limit` bounds one
+    transaction, and a later call removes the rest.
+    """
+    removed = 0
+    for agent_id in list(session.scalars(select(Agent.id).order_by(Agent.id))):
+        if removed >= limit:
+            break
+        oldest = (
+            select(Heartbeat.id)
+            .where(Heartbeat.agent_id == agent_id, Heartbeat.received_at < older_than)
+            .order_by(Heartbeat.received_at)
+            .limit(limit - removed)
+        )
+        result = session.execute(
+            delete(Heartbeat)
+            .where(Heartbeat.id.in_(oldest.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        removed += _rowcount(result)
+    return removed

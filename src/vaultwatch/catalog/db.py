@@ -14,6 +14,7 @@ stale read snapshot to a write lock (which SQLite would refuse at once with
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -291,6 +292,24 @@ class Catalog:
         self._sessions = sessionmaker(
             bind=self.engine, class_=CatalogSession, expire_on_commit=False
         )
+        self._writers = threading.Lock()
+
+    @contextmanager
+    def write_turn(self) -> Iterator[None]:
+        """On SQLite, wait for this process's turn to write; on PostgreSQL, nothing.
+
+        SQLite has one writer at a time, and its busy handler lets waiting
+        writers poll with growing sleeps: with a hundred threads writing at
+        once, some starve past the busy timeout ("database is locked").
+        Threads that queue here are served in turn, so only one writer per
+        process waits inside SQLite. Wrap whole write transactions of the
+        busiest paths (event ingestion) in it.
+        """
+        if self.dialect != "sqlite":
+            yield
+            return
+        with self._writers:
+            yield
 
     @property
     def dialect(self) -> str:

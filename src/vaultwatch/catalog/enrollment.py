@@ -77,7 +77,8 @@ def create_enrollment_token(
     """Create a single-use token that enrolls one server into `tenant_id` before `ttl` ends."""
     if not timedelta(0) < ttl <= MAX_ENROLLMENT_TTL:
         raise ValidationError(
-            f"enrollment token lifetime must be between 0 and {MAX_ENROLLMENT_TTL}"
+            "enrollment token lifetime must be more than 0 and at most "
+            f"{MAX_ENROLLMENT_TTL.days} days"
         )
     if note is not None and len(note) > 200:
         raise ValidationError("enrollment token note must be at most 200 characters")

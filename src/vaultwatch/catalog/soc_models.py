@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -220,9 +221,20 @@ class Alarm(_AlarmColumns, HasTenant, Base):
         CheckConstraint(_SEVERITY_RANGE, name="severity"),
         CheckConstraint(check_in("type", EventType), name="type"),
         CheckConstraint(check_in("alarm_class", AlarmClass), name="alarm_class"),
-        Index(None, "severity", "last_occurrence"),
+        # The list, worst first: open alarms only, so a LIMIT reads just the first page.
+        Index(
+            "ix_alarms_open_worst_first",
+            "severity",
+            "last_occurrence",
+            "id",
+            postgresql_where=text("cleared_at IS NULL"),
+            sqlite_where=text("cleared_at IS NULL"),
+        ),
         Index(None, "last_occurrence"),
+        Index(None, "alert_group", "last_occurrence"),
+        Index(None, "node"),
         Index(None, "state_change"),  # the console's change feed
+        Index(None, "cleared_at", "severity"),  # the console's counters read only this
         Index(None, "tenant_id", "severity"),
         Index(None, "alert_group", "severity"),
     )

@@ -185,7 +185,7 @@ def token_create(
         print_json(doc)
         return
     line(
-        f"enrollment token for {tenant_name} (single use, expires {local_time(issued.token.expires_at)}):"
+        f"enrollment token for {tenant_name} (single use, expires {local_time(issued.token.expires_at, zone=True)}):"
     )
     line(issued.plaintext)
     if ca is not None:

@@ -9,7 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
-from vaultwatch.agent.config import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, load_config
+from vaultwatch.agent.config import (
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_STATE_DIR,
+    ConfigError,
+    load_config,
+    missing_paths,
+)
 from vaultwatch.agent.status import pid_alive, read_status, status_path
 from vaultwatch.cli import output as out
 
@@ -129,6 +135,10 @@ def run_cmd(
 def check_config_cmd(config: ConfigOpt = None) -> None:
     """Validate the configuration and show the backup sets it defines."""
     cfg = load_config(_config_path(config))
+    missing = missing_paths(cfg)
+    if missing:
+        listed = "; ".join(f"backup set {name!r}: {path}" for name, path in missing)
+        raise ConfigError(f"{cfg.path}: these paths do not exist: {listed}")
     out.line(f"{cfg.path}: valid; agent {cfg.agent_id}, gateways {', '.join(cfg.server.urls)}")
     for s in cfg.backup_sets:
         how = (
@@ -191,6 +201,11 @@ def status_cmd(
     out.line(f"  last heartbeat: {_ts(doc.get('last_heartbeat'))}")
     if doc.get("pending_reports"):
         out.line(f"  job reports waiting for the network: {doc['pending_reports']}")
+    for refused in doc.get("refused_reports") or []:
+        out.line(
+            f"  job report for {refused.get('job_uid')} ({refused.get('state')}) refused by the"
+            f" service (HTTP {refused.get('http_status')}): {refused.get('problem')}"
+        )
     table = out.new_table("Set", "Mode", "Last backup", "Result", "Snapshot", "Next")
     for name, s in (doc.get("backup_sets") or {}).items():
         table.add_row(

@@ -197,7 +197,11 @@ def prompt_secret(text: str, *, confirm: bool) -> str:
     if not first:
         raise CliError("the passphrase must not be empty")
     if confirm:
-        again = str(typer.prompt(f"{text} (again)", hide_input=True, err=True, default=""))
+        again = str(
+            typer.prompt(
+                f"{text} (again)", hide_input=True, err=True, default="", show_default=False
+            )
+        )
         if again != first:
             raise CliError("the passphrases do not match")
     return first

@@ -28,6 +28,9 @@ from rich.text import Text
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
+from vaultwatch.units import human_bytes as human_bytes
+from vaultwatch.units import human_duration as human_duration
+from vaultwatch.units import plural as plural
 
 _WIDE = 250
 """Width for tables when stdout is not a terminal: no wrapping inside cells of piped output."""
@@ -150,32 +153,9 @@ def problem_docs(problems: Iterable[PathProblem]) -> list[dict[str, str]]:
     return [{"path": p.path, "message": p.message} for p in problems]
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 snapshot``, ``2 snapshots``."""
-    return f"{count} {noun}{'s' if count != 1 else ''}"
-
-
-def human_bytes(n: int | float) -> str:
-    """Sizes as restic prints them: binary units, two decimals."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def human_duration(seconds: float) -> str:
-    """``m:ss`` or ``h:mm:ss``."""
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def local_time(value: datetime) -> str:
-    """A timestamp in the local time zone, to the second."""
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def local_time(value: datetime, *, zone: bool = False) -> str:
+    """A timestamp in the local time zone, to the second; ``zone`` names it (for deadlines)."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z" if zone else "%Y-%m-%d %H:%M:%S")
 
 
 # -- snapshots and nodes ---------------------------------------------------------------------

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -53,7 +58,9 @@ from vaultwatch.engine.retention import (
     select_snapshots,
 )
 from vaultwatch.engine.snapshot import Snapshot
+from vaultwatch.store.base import Store
 from vaultwatch.store.errors import ObjectNotFoundError
+from vaultwatch.store.local import LocalStore
 
 EXIT_PARTIAL = 3
 """restic's code for a snapshot that was written although some files could not be read."""
@@ -77,6 +84,30 @@ def repo_group(
 ) -> None:
     """Work with a repository directly: back up, restore, browse, maintain."""
     ctx.obj = RepoSettings(repo, passphrase_file, json_output, quiet, no_lock)
+    ctx.with_resource(terminate_as_interrupt())
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM (``kill``, a service or container stop) acts as Ctrl-C.
+
+    Python's default lets SIGTERM end the process on the spot, leaving the
+    repository lock behind and the packs written so far unindexed. Raised
+    as KeyboardInterrupt in the main thread, it unwinds through the same
+    cleanup as Ctrl-C and ends with the same message and exit code.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (a test runner's worker thread)
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 # -- init --------------------------------------------------------------------------------------
@@ -99,6 +130,11 @@ def init_cmd(
     with open_store_for(opts, create=True) as store:
         if store.exists("config"):  # before asking for a passphrase twice
             raise RepositoryExistsError(f"a repository already exists at {store.location}")
+        if _holds_anything(store):
+            raise CliError(
+                f"{store.location} is not empty and holds no repository: "
+                "init needs an empty or new directory (or bucket prefix)"
+            )
         passphrase = resolve_passphrase(opts, confirm=True)
         repository = Repository.init(store, passphrase, kdf=kdf, escrow_public=escrow)
         if opts.json:
@@ -115,6 +151,13 @@ def init_cmd(
             "Keep the passphrase safe: without it the data in this repository cannot be "
             "recovered by anyone."
         )
+
+
+def _holds_anything(store: Store) -> bool:
+    """Whether init would write among files already there (any file counts, not only objects)."""
+    if isinstance(store, LocalStore):
+        return store.root.is_dir() and any(store.root.iterdir())
+    return next(iter(store.list()), None) is not None
 
 
 # -- backup ------------------------------------------------------------------------------------
@@ -247,7 +290,7 @@ def backup_cmd(
             f"({out.human_bytes(result.bytes_stored)} stored)"
         )
         out.line(
-            f"processed {files} files, {out.human_bytes(result.total_bytes)} "
+            f"processed {out.plural(files, 'file')}, {out.human_bytes(result.total_bytes)} "
             f"in {out.human_duration(result.duration)}"
         )
         out.line(f"snapshot {snap.short_id} saved")
@@ -545,7 +588,7 @@ def stats_cmd(
     if opts.json:
         out.print_json({"snapshot_ids": [s.id for s in snaps], **dataclasses.asdict(result)})
         return
-    which = f"snapshot {snaps[0].short_id}" if snapshot else f"{len(snaps)} snapshots"
+    which = f"snapshot {snaps[0].short_id}" if snapshot else out.plural(len(snaps), "snapshot")
     ratio = result.total_size / result.raw_size if result.raw_size else 0.0
     out.line(f"Stats for {which}:")
     out.line(f"  Files:            {result.files}")
@@ -773,7 +816,7 @@ def restore_cmd(
         )
     elif not opts.quiet:
         out.line(
-            f"restored {result.files_restored} files ({out.human_bytes(result.bytes_written)}) "
+            f"restored {out.plural(result.files_restored, 'file')} ({out.human_bytes(result.bytes_written)}) "
             f"in {out.human_duration(result.duration)}"
             + (f", {result.files_skipped} already up to date" if result.files_skipped else "")
         )
@@ -832,8 +875,11 @@ def _prune(
 
 
 def _print_prune(r: PruneResult) -> None:
-    would = "would " if r.dry_run else ""
-    out.line(f"{r.snapshots} snapshots use {r.blobs_used} of {r.blobs_total} blobs")
+    would = "would be " if r.dry_run else ""
+    uses = "uses" if r.snapshots == 1 else "use"
+    out.line(
+        f"{out.plural(r.snapshots, 'snapshot')} {uses} {r.blobs_used} of {r.blobs_total} blobs"
+    )
     out.line(
         f"packs: {r.packs_total} stored, {r.packs_kept} kept, "
         f"{r.packs_deleted} {would}deleted, {r.packs_repacked} {would}repacked "
@@ -939,8 +985,8 @@ def check_cmd(
             else ""
         )
         out.line(
-            f"checked {result.snapshots} snapshots, {result.trees} trees, "
-            f"{result.index_files} index files, {result.packs} packs{read}"
+            f"checked {out.plural(result.snapshots, 'snapshot')}, {out.plural(result.trees, 'tree')}, "
+            f"{out.plural(result.index_files, 'index file')}, {out.plural(result.packs, 'pack')}{read}"
         )
         if result.ok:
             out.line("no errors were found")

@@ -162,10 +162,6 @@ def run(
 
     settings = load_settings(data_dir)
     chosen = parse_roles(roles) if roles else settings.roles
-    note(
-        f"serving {','.join(chosen)} on https://{host or settings.host}:{port or settings.port} "
-        f"(pid {os.getpid()})"
-    )
     run_server(
         settings,
         host=host,
@@ -174,4 +170,5 @@ def run(
         log_level=log_level.lower(),
         workers=workers or os.cpu_count() or 1,
         node_name=node_name,
+        announce=lambda url: note(f"serving {','.join(chosen)} on {url} (pid {os.getpid()})"),
     )

@@ -15,11 +15,16 @@ at all, so sparse files stay sparse.
 Resuming: a file already present with the snapshot's size and mtime was
 finished by an earlier run and is left alone; any other existing file is
 compared chunk by chunk and only the chunks that differ are rewritten.
+
+A full target (ENOSPC, or the quota reached) stops the restore at once with
+RestoreTargetFullError: every later file would fail the same way. Run again
+once there is room, and it continues where it stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
@@ -55,6 +60,13 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
 _METADATA_BATCH = 256
 LOCAL_SPAN = 2 * 1024 * 1024
 _PROGRESS_STEP = 1024 * 1024  # bytes written between progress updates (one lock each)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class RestoreTargetFullError(EngineError):
+    """The restore target has no space left: restoring stopped (run it again once there is room)."""
+
+    http_status = 507
 
 
 @dataclass
@@ -204,10 +216,34 @@ class _Restore:
         self.trees: dict[bytes, Tree | IntegrityError] = {}
         self.locations: dict[bytes, BlobLocation] = {}
         self._wanted_files: list[tuple[bytes, Node, bool]] = []  # path, node, in a new directory
+        self.full: OSError | None = None
+        """The first write that found the target full; set, the writers stop."""
 
     def error(self, path: bytes, message: str) -> None:
         with self._lock:
             self.result.errors.append(RestoreError(os.fsdecode(path), message))
+
+    def note_full(self, exc: OSError) -> bool:
+        """Whether `exc` says the target is full (the first such error is kept)."""
+        if exc.errno not in _NO_SPACE:
+            return False
+        with self._lock:
+            if self.full is None:
+                self.full = exc
+        return True
+
+    def stop_if_full(self, exc: OSError | None = None) -> None:
+        """Raise RestoreTargetFullError when the target is full: one message, not one per file."""
+        if exc is not None:
+            self.note_full(exc)
+        if self.full is None:
+            return
+        reason = "no space left" if self.full.errno == errno.ENOSPC else "the disk quota is reached"
+        where = os.fsdecode(self.full.filename) if self.full.filename else os.fsdecode(self.target)
+        raise RestoreTargetFullError(
+            f"{reason} on the restore target (at {where}): restore stopped; make room and "
+            "run the same restore again, it continues where it stopped"
+        )
 
     # -- planning -------------------------------------------------------------------
 
@@ -248,7 +284,11 @@ class _Restore:
             if node.type == DIR:
                 try:
                     path = self.dirs.ensure(child)
-                except (UnsafePathError, OSError) as exc:
+                except OSError as exc:
+                    self.stop_if_full(exc)
+                    self.error(os.path.join(self.target, *child), str(exc))
+                    continue
+                except UnsafePathError as exc:
                     self.error(os.path.join(self.target, *child), str(exc))
                     continue
                 if node.subtree is not None:
@@ -359,6 +399,7 @@ class _Restore:
                     os.ftruncate(fd, plan.node.size)
                     os.close(fd)
                 except OSError as exc:
+                    self.stop_if_full(exc)
                     plan.damaged = f"cannot write: {exc.strerror}"
                     continue
             for off, bid in plan.chunks:
@@ -375,6 +416,7 @@ class _Restore:
                 lambda item: self._restore_pack(item[0], item[1], wanted), sorted(by_pack.items())
             ):
                 pass
+        self.stop_if_full()
 
     def _restore_pack(
         self,
@@ -384,8 +426,12 @@ class _Restore:
     ) -> None:
         fds: dict[bytes, int] = {}
         written = done = 0  # counted here, added to the shared totals under one lock at the end
+        if self.full is not None:
+            return
         try:
             for loc, data in self.repo.read_pack(pack_id, locs, self.max_span):
+                if self.full is not None:
+                    return
                 targets = wanted[loc.blob_id]
                 if isinstance(data, IntegrityError):
                     for plan, _ in targets:
@@ -416,6 +462,8 @@ class _Restore:
                     self.progress.add(done)
                     done = 0
         except OSError as exc:
+            if self.note_full(exc):
+                return
             for loc in locs:
                 for plan, _ in wanted[loc.blob_id]:
                     plan.damaged = plan.damaged or f"cannot write: {exc.strerror}"
@@ -457,6 +505,7 @@ class _Restore:
                 os.link(source, path, follow_symlinks=False)
                 self.result.files_restored += 1
             except OSError as exc:
+                self.stop_if_full(exc)
                 self.error(path, f"cannot link: {exc.strerror}")
         for path, node in self.others:
             self._special(path, node)
@@ -480,6 +529,7 @@ class _Restore:
                 kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
                 os.mknod(path, 0o600 | kind, node.rdev)
         except OSError as exc:
+            self.stop_if_full(exc)
             self.error(path, f"cannot create {node.type}: {exc.strerror}")
             return
         self._metadata(path, node)

@@ -14,16 +14,22 @@ holding the agent's credential):
 Uploads stream to a spool file (bounded memory however slow the client);
 only a verified upload is read back and handed to the Store, and at most
 ``max_concurrent_puts`` at a time, which bounds the memory that costs.
+Each process spools into its own directory, named by its pid and host, so
+that a server starting after a crash can remove what dead processes left
+there without touching the uploads of its live sibling workers.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import logging
 import os
 import re
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -59,6 +65,10 @@ _TOP_LEVEL = ("keys/", "locks/", "data/", "index/", "snapshots/")
 _LISTING_TTL = 300.0
 _LISTING_CACHE = 32
 _SPOOL_CHUNK = 1 << 20
+_PROCESS_STARTED = time.time()
+"""When this process started (near enough: it imported this module); older spool files are not its own."""
+
+log = logging.getLogger("vaultwatch.gateway.vault")
 
 
 class UploadTooLargeError(VaultwatchError):
@@ -171,6 +181,68 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         raise InvalidCursorError("invalid listing cursor") from None
 
 
+def process_spool(root: Path) -> Path:
+    """This process's own spool directory under `root`: ``<pid>@<host>``."""
+    return root / f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _unlink(path: Path) -> int:
+    with contextlib.suppress(FileNotFoundError):  # a sibling worker cleaning at the same time
+        path.unlink()
+        return 1
+    return 0
+
+
+def clean_spool(root: Path, *, started: float = _PROCESS_STARTED) -> int:
+    """Remove the spool files that killed server processes left in `root`; returns how many.
+
+    A directory of this host whose process is gone goes whole; in this
+    process's own directory (a dead process had the same pid) and among
+    loose files (spooled by older releases), only files last written before
+    `started`. Live processes' directories and other hosts' (a spool shared
+    by several nodes) stay.
+    """
+    host = socket.gethostname()
+    removed = 0
+    try:
+        entries = list(root.iterdir())
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if not entry.is_dir():
+                if entry.name.startswith("upload-") and entry.stat().st_mtime < started:
+                    removed += _unlink(entry)
+                continue
+            pid_text, at, entry_host = entry.name.partition("@")
+            if not at or entry_host != host or not pid_text.isdigit():
+                continue
+            pid = int(pid_text)
+            if pid == os.getpid():
+                removed += sum(
+                    _unlink(file) for file in entry.iterdir() if file.stat().st_mtime < started
+                )
+            elif not _pid_alive(pid):
+                removed += sum(_unlink(file) for file in entry.iterdir())
+                with contextlib.suppress(FileNotFoundError):
+                    entry.rmdir()
+        except OSError as exc:
+            log.warning("cannot clean the upload spool %s: %s", entry, exc.strerror or exc)
+    if removed:
+        log.info("removed %d upload spool files left by stopped server processes", removed)
+    return removed
+
+
 class VaultAccess:
     """Opens tenants' vault Stores (kept open and shared) and applies the agent rules."""
 
@@ -185,6 +257,9 @@ class VaultAccess:
         self._listings_lock = threading.Lock()
         self._put_slots = threading.BoundedSemaphore(settings.max_concurrent_puts)
         settings.upload_spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        clean_spool(settings.upload_spool)
+        self.spool = process_spool(settings.upload_spool)
+        self.spool.mkdir(exist_ok=True, mode=0o700)
 
     # -- stores ----------------------------------------------------------------------------
 
@@ -378,7 +453,7 @@ class VaultAccess:
             raise ContentMismatchError(
                 f"the declared BLAKE3 {declared_digest[:16]}… is not the object's name"
             )
-        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.settings.upload_spool)
+        fd, tmp = tempfile.mkstemp(prefix="upload-", dir=self.spool)
         path = Path(tmp)
         try:
             hasher = blake3.blake3()

@@ -490,3 +490,31 @@ def open_case_from_email(
         via="email",
         now=now,
     )
+
+
+MAX_OWNER = 200
+
+
+def assign_owner(
+    session: Session, case_id: int, actor: str, owner: str | None, *, now: datetime | None = None
+) -> SupportCase:
+    """Give an unfinished case an owner (a person or a shift); None or empty takes it back."""
+    now = current_time(session, now)
+    case = get_case(session, case_id)
+    if case.state in FINISHED:
+        raise CaseStateError(f"case {case_id} is {case.state.value}: cannot assign it")
+    cleaned = clean_text(owner, MAX_OWNER) if owner else ""
+    case.owner = cleaned or None
+    text = f"owner: {cleaned}" if cleaned else "owner removed"
+    session.add(
+        CaseEntry(
+            case_id=case.id,
+            tenant_id=case.tenant_id,
+            at=now,
+            actor=actor,
+            kind="assigned",
+            text=text,
+            visible_to_customer=False,
+        )
+    )
+    return case

@@ -78,7 +78,7 @@ def _syslog_receiver(catalog: Catalog, settings: ServerSettings, table: dict[str
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
             ports[name] = value
         else:
-            raise ServerConfigError(f"[soc.syslog] {name} must be a port (0-65535) or \"off\"")
+            raise ServerConfigError(f'[soc.syslog] {name} must be a port (0-65535) or "off"')
     connections = table.get("max_connections", MAX_CONNECTIONS)
     if not isinstance(connections, int) or isinstance(connections, bool) or connections < 1:
         raise ServerConfigError("[soc.syslog] max_connections must be a positive integer")

@@ -7,7 +7,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from vaultwatch.catalog import Catalog
 from vaultwatch.server_config import ServerSettings
-from vaultwatch.web import console, sessions
+from vaultwatch.web import (
+    console,
+    console_incidents,
+    console_infra,
+    console_ops,
+    datacenter,
+    portal,
+    sessions,
+)
 from vaultwatch.web.errors import install_error_pages
 from vaultwatch.web.render import ASSETS, STATIC_PREFIX
 
@@ -22,6 +30,11 @@ def install_web(app: FastAPI, catalog: Catalog, settings: ServerSettings) -> Non
     install_error_pages(app)
     app.include_router(sessions.router)
     app.include_router(console.router)
+    app.include_router(console_ops.router)
+    app.include_router(console_infra.router)
+    app.include_router(console_incidents.router)
+    app.include_router(datacenter.router)
+    app.include_router(portal.router)
 
     @app.get(STATIC_PREFIX + "/{digest}/{name}", include_in_schema=False)
     def static_file(digest: str, name: str) -> Response:

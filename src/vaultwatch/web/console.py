@@ -43,7 +43,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 log = logging.getLogger("vaultwatch.web")
 
 PAGE_SIZE = 200
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
 #: A stream ends after this long and the browser reconnects at once (``retry``) with its
 #: Last-Event-ID: a restart waits at most this long for open consoles (uvicorn waits for

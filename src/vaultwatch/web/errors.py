@@ -22,7 +22,7 @@ from vaultwatch.errors import VaultwatchError
 from vaultwatch.gateway.problems import status_of
 from vaultwatch.gateway.routes import API_PREFIX
 from vaultwatch.web.render import render
-from vaultwatch.web.sessions import LoginRequiredError, login_url
+from vaultwatch.web.sessions import HOME, ROLE_HOMES, LoginRequiredError, login_url
 
 log = logging.getLogger("vaultwatch.web")
 
@@ -87,7 +87,12 @@ def error_page(request: Request, exc: Exception) -> Response:
     return render(
         request,
         "error.html",
-        {"status": status, "title": _phrase(status), "message": message},
+        {
+            "status": status,
+            "title": _phrase(status),
+            "message": message,
+            "home_of": lambda role: ROLE_HOMES.get(role, HOME),
+        },
         status=status,
         headers=headers,
     )

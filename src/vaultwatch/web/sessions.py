@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vaultwatch.catalog import AuditEntry, Catalog, audit
 from vaultwatch.catalog.db import database_now
-from vaultwatch.catalog.models import User
+from vaultwatch.catalog.models import Role, User
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.soc.api.auth import catalog_of, token_key_of
 from vaultwatch.soc.apikeys import (
@@ -50,6 +50,12 @@ SESSION_LIFETIME = LOGIN_KEY_LIFETIME
 LOCKOUT_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=15)
 HOME = "/console"
+#: Where a role lands after login when it was not going anywhere in particular.
+ROLE_HOMES = {
+    Role.DC_TECHNICIAN: "/datacenter",
+    Role.CUSTOMER_ADMIN: "/portal",
+    Role.CUSTOMER_VIEWER: "/portal",
+}
 
 
 class LoginLockedError(VaultwatchError):
@@ -286,7 +292,10 @@ def post_login(
     except (LoginFailedError, LoginLockedError) as exc:
         status = exc.http_status
         return _login_page(request, error=str(exc), email=email, next_url=next, status=status)
-    response = RedirectResponse(safe_next(next), status_code=303)
+    target = safe_next(next)
+    if target == HOME:
+        target = ROLE_HOMES.get(web.principal.role, HOME)
+    response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, web)
     response.delete_cookie(csrf.LOGIN_COOKIE, path="/login")
     return response

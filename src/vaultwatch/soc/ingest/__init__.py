@@ -20,7 +20,7 @@ def submit_events(catalog: Catalog, events: Sequence[Event]) -> list[RaisedAlarm
     """Store `events` in their own transaction (call from a worker thread, never the event loop)."""
     if not events:
         return []
-    with catalog.session() as session:
+    with catalog.write_turn(), catalog.session() as session:
         raised = process_events(session, events)
     counter = events_ingested()
     for source, count in Counter(event.source.value for event in events).items():

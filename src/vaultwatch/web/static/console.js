@@ -15,6 +15,7 @@
   var empty = document.getElementById("empty");
   var total = document.getElementById("total");
   var STALE_AFTER_MS = 2500;
+  var MAX_ROWS = 200;  // the server's page of rows (vaultwatch.web.console.PAGE_SIZE)
 
   // -- live feed -------------------------------------------------------------------------------
 
@@ -86,18 +87,34 @@
     return 0;
   }
 
+  function keyOf(row) {
+    if (!row.vwKey) { row.vwKey = JSON.parse(row.dataset.key); }
+    return row.vwKey;
+  }
+
+  // Rows are kept in order, so a binary search finds where a row goes.
   function place(row) {
-    var key = JSON.parse(row.dataset.key);
-    var rows = tbody.querySelectorAll("tr.alarm");
-    for (var i = 0; i < rows.length; i++) {
-      if (rows[i] === row) { continue; }
-      var order = compareKeys(key, JSON.parse(rows[i].dataset.key));
-      if (descending ? order > 0 : order < 0) {
-        tbody.insertBefore(row, rows[i]);
-        return;
-      }
+    var key = keyOf(row);
+    var rows = Array.prototype.filter.call(tbody.children, function (r) {
+      return r !== row && r.classList.contains("alarm");
+    });
+    var lo = 0;
+    var hi = rows.length;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      var order = compareKeys(key, keyOf(rows[mid]));
+      if (descending ? order > 0 : order < 0) { hi = mid; } else { lo = mid + 1; }
     }
-    tbody.appendChild(row);
+    if (lo < rows.length) { tbody.insertBefore(row, rows[lo]); } else { tbody.appendChild(row); }
+  }
+
+  // A storm of new alarms must not grow the page without bound: it shows one page of rows
+  // (the rest is counted above and one reload or "Next page" away).
+  function trim() {
+    var rows = tbody.querySelectorAll("tr.alarm");
+    for (var i = rows.length - 1; i >= MAX_ROWS; i--) {
+      if (!rows[i].classList.contains("selected")) { rows[i].remove(); }
+    }
   }
 
   function parseRow(html) {
@@ -130,6 +147,7 @@
       }
       place(row);
     });
+    trim();
     Object.keys(data.counts).forEach(function (label) {
       var counter = document.querySelector('[data-count="' + label + '"]');
       if (counter) { counter.textContent = data.counts[label]; }

@@ -361,10 +361,18 @@ def upgrade() -> None:
             batch_op.f("ix_alarms_last_occurrence"), ["last_occurrence"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_alarms_severity_last_occurrence"),
-            ["severity", "last_occurrence"],
+            "ix_alarms_open_worst_first",
+            ["severity", "last_occurrence", "id"],
+            unique=False,
+            postgresql_where=sa.text("cleared_at IS NULL"),
+            sqlite_where=sa.text("cleared_at IS NULL"),
+        )
+        batch_op.create_index(
+            batch_op.f("ix_alarms_alert_group_last_occurrence"),
+            ["alert_group", "last_occurrence"],
             unique=False,
         )
+        batch_op.create_index(batch_op.f("ix_alarms_node"), ["node"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_alarms_suppressed_by"), ["suppressed_by"], unique=False
         )
@@ -372,6 +380,9 @@ def upgrade() -> None:
             batch_op.f("ix_alarms_tenant_id_severity"), ["tenant_id", "severity"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_alarms_state_change"), ["state_change"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_alarms_cleared_at_severity"), ["cleared_at", "severity"], unique=False
+        )
 
     op.create_table(
         "api_keys",
@@ -741,10 +752,13 @@ def downgrade() -> None:
 
     op.drop_table("api_keys")
     with op.batch_alter_table("alarms", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alarms_cleared_at_severity"))
         batch_op.drop_index(batch_op.f("ix_alarms_state_change"))
         batch_op.drop_index(batch_op.f("ix_alarms_tenant_id_severity"))
         batch_op.drop_index(batch_op.f("ix_alarms_suppressed_by"))
-        batch_op.drop_index(batch_op.f("ix_alarms_severity_last_occurrence"))
+        batch_op.drop_index(batch_op.f("ix_alarms_node"))
+        batch_op.drop_index(batch_op.f("ix_alarms_alert_group_last_occurrence"))
+        batch_op.drop_index("ix_alarms_open_worst_first")
         batch_op.drop_index(batch_op.f("ix_alarms_last_occurrence"))
         batch_op.drop_index(batch_op.f("ix_alarms_incident_id"))
         batch_op.drop_index(batch_op.f("ix_alarms_entity"))
