@@ -14,7 +14,7 @@ from tests.web.harness import login, page_token, raise_alarm
 from vaultwatch.catalog.db import database_now
 from vaultwatch.catalog.soc_models import Alarm
 from vaultwatch.server import is_control_request
-from vaultwatch.web import console
+from vaultwatch.web import console, sse
 from vaultwatch.web.render import ASSETS, CONTENT_SECURITY_POLICY, static_url
 
 
@@ -141,7 +141,7 @@ def test_the_drill_down_shows_runbook_root_cause_and_symptoms(api: SocApi) -> No
 
 
 def _stream(api: SocApi, monkeypatch: pytest.MonkeyPatch, **params: Any) -> str:
-    monkeypatch.setattr(console, "STREAM_SECONDS", 1.2)
+    monkeypatch.setattr(sse, "STREAM_SECONDS", 1.2)
     monkeypatch.setattr(console, "POLL_SECONDS", 0.1)
     headers = params.pop("headers", {})
     answer = api.client.get("/console/stream", params=params, headers=headers)
@@ -176,7 +176,7 @@ def test_the_stream_sends_changed_rows_with_ids_to_resume_from(
     mark = _now(api)
     alarm_id = raise_alarm(api, summary="<script>x</script>")
     body = _stream(api, monkeypatch, since=mark)
-    assert body.startswith(f"retry: {console.RETRY_MS}\n\n")
+    assert body.startswith(f"retry: {sse.RETRY_MS}\n\n")
     (event,) = [e for e in _events(body) if e["event"] == "alarms"]
     assert event["id"] > mark
     data = json.loads(event["data"])
@@ -202,7 +202,7 @@ def test_the_stream_sends_acknowledgements_and_heartbeats(
     token = page_token(api.client)
     mark = _now(api)
     api.client.post(f"/console/alarms/{alarm_id}/ack", data={"csrf_token": token})
-    monkeypatch.setattr(console, "HEARTBEAT_SECONDS", 0.3)
+    monkeypatch.setattr(sse, "HEARTBEAT_SECONDS", 0.3)
     body = _stream(api, monkeypatch, since=mark, acknowledged="no")
     (event,) = [e for e in _events(body) if e["event"] == "alarms"]
     (change,) = json.loads(event["data"])["changes"]

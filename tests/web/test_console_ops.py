@@ -23,7 +23,7 @@ from vaultwatch.server import is_control_request
 from vaultwatch.soc import alarms
 from vaultwatch.soc.apikeys import Principal, authenticate_api_key
 from vaultwatch.soc.events import Event
-from vaultwatch.web import console, console_ops
+from vaultwatch.web import console, console_ops, sse
 
 HOSTILE = '<script>alert("job")</script>'
 
@@ -141,7 +141,7 @@ def _events(body: str) -> list[dict[str, str]]:
 def test_the_operations_stream_sends_the_rows_and_then_only_changes(
     api: SocApi, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(console_ops, "STREAM_SECONDS", 1.0)
+    monkeypatch.setattr(sse, "STREAM_SECONDS", 1.0)
     monkeypatch.setattr(console_ops, "POLL_SECONDS", 0.1)
     login(api.client)
     agent = seeded.agents["a-protected"]
@@ -158,7 +158,7 @@ def test_the_operations_stream_sends_the_rows_and_then_only_changes(
     assert answer.status_code == 200 and answer.headers["content-type"].startswith(
         "text/event-stream"
     )
-    assert answer.text.startswith(f"retry: {console.RETRY_MS}\n\n")
+    assert answer.text.startswith(f"retry: {sse.RETRY_MS}\n\n")
     events = [e for e in _events(answer.text) if e["event"] == "jobs"]
     assert len(events) == 1  # nothing moved after the first: no repeats
     data = json.loads(events[0]["data"])

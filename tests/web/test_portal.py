@@ -33,7 +33,7 @@ from vaultwatch.catalog.soc_models import (
 )
 from vaultwatch.server import is_control_request
 from vaultwatch.soc import cases
-from vaultwatch.web import portal
+from vaultwatch.web import portal, sse
 
 VIEWER = "viewer@acme.example"
 OTHER = "admin@globex.example"
@@ -417,7 +417,7 @@ def test_running_jobs_show_progress_and_stream_it_live(
     assert "0:02" in card.group(0) and "100 B already stored" in card.group(0)
     assert f'data-stream="/portal/servers/{agent}/stream"' in page
 
-    monkeypatch.setattr(portal, "STREAM_SECONDS", 1.0)
+    monkeypatch.setattr(sse, "STREAM_SECONDS", 1.0)
     monkeypatch.setattr(portal, "POLL_SECONDS", 0.1)
     body = acme.client.get(f"/portal/servers/{agent}/stream")
     assert body.headers["content-type"].startswith("text/event-stream")

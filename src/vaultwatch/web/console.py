@@ -11,10 +11,8 @@ session's CSRF token.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -24,7 +22,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from vaultwatch.catalog import Catalog
@@ -38,18 +35,13 @@ from vaultwatch.soc.api.auth import catalog_of, scoped_session
 from vaultwatch.soc.apikeys import Principal
 from vaultwatch.web.render import PAGE_HEADERS, render, render_text
 from vaultwatch.web.sessions import Staff, StaffAction, safe_next
+from vaultwatch.web.sse import RETRY_MS, poll_events, sse
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 log = logging.getLogger("vaultwatch.web")
 
 PAGE_SIZE = 200
 POLL_SECONDS = 0.5
-HEARTBEAT_SECONDS = 15.0
-#: A stream ends after this long and the browser reconnects at once (``retry``) with its
-#: Last-Event-ID: a restart waits at most this long for open consoles (uvicorn waits for
-#: open responses), and a revoked session is cut off within it.
-STREAM_SECONDS = 25.0
-RETRY_MS = 1500
 #: A browser away for longer than this reloads the whole page instead of replaying changes.
 MAX_REPLAY = timedelta(minutes=10)
 SEVERITIES = sorted(Severity, reverse=True)
@@ -332,13 +324,6 @@ def clear(
 # -- live stream -------------------------------------------------------------------------------
 
 
-def _sse(event: str, data: Any, event_id: str | None = None) -> str:
-    lines = [f"id: {event_id}"] if event_id else []
-    lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":")))
-    return "\n".join(lines) + "\n\n"
-
-
 @dataclass
 class _Stream:
     catalog: Catalog
@@ -367,27 +352,11 @@ class _Stream:
                 }
                 for c in changes
             ]
-        return _sse("alarms", {"changes": items, "counts": counts}, self.feed.mark.isoformat())
+        return sse("alarms", {"changes": items, "counts": counts}, self.feed.mark.isoformat())
 
-    async def events(self, request: Request) -> AsyncIterator[str]:
-        yield f"retry: {RETRY_MS}\n\n"
-        started = last = time.monotonic()
-        while time.monotonic() - started < STREAM_SECONDS:
-            if await request.is_disconnected():
-                return
-            try:
-                message = await run_in_threadpool(self.poll)
-            except OperationalError:
-                # The browser reconnects with its Last-Event-ID and finds out for itself.
-                log.warning("alarm stream: the catalog is unavailable; ending the stream")
-                return
-            if message is not None:
-                yield message
-                last = time.monotonic()
-            elif time.monotonic() - last >= HEARTBEAT_SECONDS:
-                yield ": heartbeat\n\n"
-                last = time.monotonic()
-            await asyncio.sleep(POLL_SECONDS)
+    def events(self, request: Request) -> AsyncIterator[str]:
+        """The live stream of this page."""
+        return poll_events(request, self.poll, what="alarm", poll_seconds=POLL_SECONDS)
 
 
 @router.get("/ping")
@@ -415,7 +384,7 @@ async def stream(
     mark = parse_mark(last_event_id or since, now)
     headers = {**PAGE_HEADERS, "X-Accel-Buffering": "no"}
     if mark < now - MAX_REPLAY:
-        body = f"retry: {RETRY_MS}\n\n" + _sse("reload", {"reason": "away too long"})
+        body = f"retry: {RETRY_MS}\n\n" + sse("reload", {"reason": "away too long"})
         return Response(body, media_type="text/event-stream", headers=headers)
     feed = AlarmFeed(min(mark, now), view.alarm_filter())
     live = _Stream(catalog, principal, view, request.state.csrf_token, feed)

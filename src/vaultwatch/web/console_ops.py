@@ -12,10 +12,8 @@ in an alarm's journal.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,8 +21,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy.exc import OperationalError
-from starlette.concurrency import run_in_threadpool
 
 from vaultwatch.catalog import Catalog, audit
 from vaultwatch.catalog.errors import ValidationError
@@ -36,9 +32,9 @@ from vaultwatch.soc.api.auth import catalog_of, scoped_session
 from vaultwatch.soc.apikeys import Principal
 from vaultwatch.soc.diagnostics import Report, diagnose
 from vaultwatch.soc.status import JobInfo, ProtectionState
-from vaultwatch.web.console import HEARTBEAT_SECONDS, RETRY_MS, STREAM_SECONDS, _sse
 from vaultwatch.web.render import ENV, PAGE_HEADERS, render, render_text
 from vaultwatch.web.sessions import Staff, StaffAction
+from vaultwatch.web.sse import poll_events, sse
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 log = logging.getLogger("vaultwatch.web")
@@ -125,26 +121,11 @@ class _OperationsStream:
             return None
         self.digest = digest
         stalled = sum(1 for j in jobs if j.stalled)
-        return _sse("jobs", {"rows": rows, "count": len(rows), "stalled": stalled})
+        return sse("jobs", {"rows": rows, "count": len(rows), "stalled": stalled})
 
-    async def events(self, request: Request) -> AsyncIterator[str]:
-        yield f"retry: {RETRY_MS}\n\n"
-        started = last = time.monotonic()
-        while time.monotonic() - started < STREAM_SECONDS:
-            if await request.is_disconnected():
-                return
-            try:
-                message = await run_in_threadpool(self.poll)
-            except OperationalError:
-                log.warning("operations stream: the catalog is unavailable; ending the stream")
-                return
-            if message is not None:
-                yield message
-                last = time.monotonic()
-            elif time.monotonic() - last >= HEARTBEAT_SECONDS:
-                yield ": heartbeat\n\n"
-                last = time.monotonic()
-            await asyncio.sleep(POLL_SECONDS)
+    def events(self, request: Request) -> AsyncIterator[str]:
+        """The live stream of this page."""
+        return poll_events(request, self.poll, what="operations", poll_seconds=POLL_SECONDS)
 
 
 @router.get("/operations/stream")

@@ -11,10 +11,7 @@ server page follows running jobs over ``/portal/servers/{id}/stream``
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -24,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from vaultwatch.catalog import Catalog, CatalogSession, Role
@@ -42,15 +39,12 @@ from vaultwatch.units import human_bytes, human_duration
 from vaultwatch.web import charts, csrf
 from vaultwatch.web.render import PAGE_HEADERS, render, render_text
 from vaultwatch.web.sessions import SignedIn
+from vaultwatch.web.sse import poll_events, sse
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 log = logging.getLogger("vaultwatch.web")
 
 POLL_SECONDS = 0.5
-HEARTBEAT_SECONDS = 15.0
-#: The browser reconnects at once after this (``retry``): a revoked session is cut off within it.
-STREAM_SECONDS = 25.0
-RETRY_MS = 1500
 RECENT_JOBS = 15
 SNAPSHOTS_PER_SET = 8
 TOKEN_LIFETIMES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -336,10 +330,6 @@ def ask_for_restore(
 # -- live job progress -----------------------------------------------------------------------------
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: " + json.dumps(data, separators=(",", ":")) + "\n\n"
-
-
 def _job_fields(job: status.JobInfo) -> dict[str, Any]:
     return {
         "id": str(job.id),
@@ -372,26 +362,11 @@ class _JobStream:
                 if self.seen.get(key) != stamp:
                     changed.append(_job_fields(job))
                 self.seen[key] = stamp
-        return _sse("jobs", {"jobs": changed}) if changed else None
+        return sse("jobs", {"jobs": changed}) if changed else None
 
-    async def events(self, request: Request) -> AsyncIterator[str]:
-        yield f"retry: {RETRY_MS}\n\n"
-        started = last = time.monotonic()
-        while time.monotonic() - started < STREAM_SECONDS:
-            if await request.is_disconnected():
-                return
-            try:
-                message = await run_in_threadpool(self.poll)
-            except OperationalError:
-                log.warning("job stream: the catalog is unavailable; ending the stream")
-                return
-            if message is not None:
-                yield message
-                last = time.monotonic()
-            elif time.monotonic() - last >= HEARTBEAT_SECONDS:
-                yield ": heartbeat\n\n"
-                last = time.monotonic()
-            await asyncio.sleep(POLL_SECONDS)
+    def events(self, request: Request) -> AsyncIterator[str]:
+        """The live stream of this page."""
+        return poll_events(request, self.poll, what="job", poll_seconds=POLL_SECONDS)
 
 
 def _check_server(catalog: Catalog, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> None:
