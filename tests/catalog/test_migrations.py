@@ -62,6 +62,8 @@ EXPECTED_TABLES = {
     "case_entries",
     "notifications",
     "snapshot_holds",
+    # saved console views (revision 0006)
+    "saved_views",
 }
 
 

@@ -573,3 +573,16 @@ class SnapshotHold(TenantScoped, Base):
     created_by: Mapped[str] = mapped_column(String(200))
     released_at: Mapped[datetime | None]
     released_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class SavedView(Base):
+    """An operator's named console filter (the list's query string), private to that user."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    query: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,8 +17,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -27,8 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from vaultwatch.catalog import Catalog
 from vaultwatch.catalog.db import database_now
 from vaultwatch.catalog.errors import ValidationError
-from vaultwatch.catalog.soc_models import Alarm, AlarmClass, Severity
-from vaultwatch.soc import alarm_list, alarms
+from vaultwatch.catalog.soc_models import Alarm, AlarmClass, IncidentState, Severity
+from vaultwatch.soc import alarm_list, alarms, incidents, saved_views, silences
 from vaultwatch.soc.alarm_detail import alarm_detail
 from vaultwatch.soc.alarm_feed import AlarmFeed, parse_mark
 from vaultwatch.soc.api.auth import catalog_of, scoped_session
@@ -160,6 +160,46 @@ def console_query(
 Filters = Annotated[ConsoleQuery, Depends(console_query)]
 
 
+def _query_fields() -> dict[str, tuple[str, int | None, bool]]:
+    """URL key -> (`console_query` parameter, its max length, repeatable), from its signature."""
+    fields: dict[str, tuple[str, int | None, bool]] = {}
+    for name, hint in get_type_hints(console_query, include_extras=True).items():
+        if name == "return":
+            continue
+        info = hint.__metadata__[0]
+        limit = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), None)
+        repeated = any(get_origin(a) is list for a in get_args(hint.__origin__))
+        fields[info.alias or name] = (name, limit, repeated)
+    return fields
+
+
+_QUERY_FIELDS = _query_fields()
+
+
+def parse_view_query(text: str) -> ConsoleQuery:
+    """A query string parsed as the list page parses its URL; keys it does not know are refused."""
+    values: dict[str, Any] = {}
+    for key, value in parse_qsl(text.removeprefix("?"), keep_blank_values=True):
+        if key not in _QUERY_FIELDS:
+            known = ", ".join(_QUERY_FIELDS)
+            raise ValidationError(f"{key!r} is not a filter of the alarm list: use {known}")
+        name, limit, repeated = _QUERY_FIELDS[key]
+        if limit is not None and len(value) > limit:
+            raise ValidationError(f"the {key} filter is at most {limit} characters")
+        if repeated:
+            values.setdefault(name, []).append(value)
+        elif name in values:
+            raise ValidationError(f"the {key} filter is given twice")
+        else:
+            values[name] = value
+    return console_query(**values)
+
+
+def canonical_query(text: str) -> str:
+    """The query string of the view `text` describes, as the list page writes it."""
+    return urlencode(parse_view_query(text).params())
+
+
 def sort_key(alarm: Alarm, sort: str) -> list[Any]:
     """The values the list is ordered by, for the browser to place a live row."""
     values: list[Any] = []
@@ -207,6 +247,7 @@ def console_page(
         counts = alarm_list.severity_counts(session, view.alarm_filter(with_severity=False))
         mark = database_now(session)
         rows = [row_html(a, view, request.state.csrf_token) for a in page.items]
+        views = saved_views.list_views(session, principal.user_id)
     live = [*view.params(wall=False), ("since", mark.isoformat())]
     more = [*view.params(), ("cursor", page.next_cursor)] if page.next_cursor else None
     return render(
@@ -223,6 +264,8 @@ def console_page(
             "sorts": SORT_LABELS,
             "stream_url": "/console/stream?" + urlencode(live),
             "descending": view.sort.startswith("-"),
+            "saved_views": views,
+            "view_query": urlencode(view.params()),
         },
     )
 
@@ -232,6 +275,11 @@ def alarm_page(request: Request, alarm_id: int, principal: Staff) -> Response:
     """The drill-down: details, journal, runbook, root cause and symptoms."""
     with scoped_session(catalog_of(request), principal) as session:
         detail = alarm_detail(session, alarm_id)
+        alarm = detail.alarm
+        silence = silences.get_silence(session, alarm.silence_id) if alarm.silence_id else None
+        incident = incidents.get_incident(session, alarm.incident_id) if alarm.incident_id else None
+        if incident is not None and incident.state == IncidentState.RESOLVED:
+            incident = None
         return render(
             request,
             "alarm.html",
@@ -241,11 +289,45 @@ def alarm_page(request: Request, alarm_id: int, principal: Staff) -> Response:
                 "severity": Severity(detail.alarm.severity),
                 "Severity": Severity,
                 "runbook_is_link": (detail.alarm.runbook or "").startswith(("https://", "http://")),
+                "silence": silence,
+                "open_incident": incident,
+                "silence_scopes": SILENCE_SCOPES,
+                "silence_durations": SILENCE_DURATIONS,
             },
         )
 
 
 # -- actions -----------------------------------------------------------------------------------
+
+#: Which alarms "silence alarms like this" mutes: the label, and the alarm fields matched.
+SILENCE_SCOPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "node-group": ("This node and alert group", ("node", "alert_group")),
+    "group": ("This alert group on every node", ("alert_group",)),
+    "alarm": ("Only this alarm", ("node", "entity", "alert_group", "alert_key", "tenant_id")),
+}
+#: How long such a silence lasts.
+SILENCE_DURATIONS: dict[str, tuple[str, timedelta]] = {
+    "15m": ("15 minutes", timedelta(minutes=15)),
+    "1h": ("1 hour", timedelta(hours=1)),
+    "4h": ("4 hours", timedelta(hours=4)),
+    "24h": ("24 hours", timedelta(hours=24)),
+}
+
+
+def silence_matchers(alarm: Alarm, scope: str) -> list[dict[str, str]]:
+    """Matchers selecting the alarms of `scope` like `alarm` (the alarm's own identifying fields)."""
+    values = {
+        "node": alarm.node,
+        "entity": alarm.entity,
+        "alert_group": alarm.alert_group,
+        "alert_key": alarm.alert_key or "",
+        "tenant_id": str(alarm.tenant_id) if alarm.tenant_id else "",
+    }
+    return [
+        {"field": name, "op": "=", "value": values[name]}
+        for name in SILENCE_SCOPES[scope][1]
+        if name != "tenant_id" or values[name]
+    ]
 
 
 def _done(request: Request, alarm: Alarm, next_url: str) -> Response:
@@ -319,6 +401,84 @@ def clear(
     """Clear by hand: the problem is over though no resolution arrived."""
     with scoped_session(catalog_of(request), principal) as session:
         return _done(request, alarms.clear(session, alarm_id, principal.actor, reason), next)
+
+
+@router.post("/alarms/{alarm_id}/silence")
+def silence(
+    request: Request,
+    alarm_id: int,
+    principal: StaffAction,
+    scope: Annotated[str, Form(max_length=20)] = "",
+    duration: Annotated[str, Form(max_length=5)] = "",
+    comment: Annotated[str, Form(max_length=silences.MAX_COMMENT)] = "",
+) -> Response:
+    """Silence alarms like this one for a while, saying why."""
+    if scope not in SILENCE_SCOPES:
+        raise ValidationError(f"silence which alarms? use one of {', '.join(SILENCE_SCOPES)}")
+    if duration not in SILENCE_DURATIONS:
+        raise ValidationError(f"silence for how long? use one of {', '.join(SILENCE_DURATIONS)}")
+    with scoped_session(catalog_of(request), principal) as session:
+        alarm = alarms.get_alarm(session, alarm_id)
+        now = database_now(session)
+        silences.create_silence(
+            session,
+            actor=principal.actor,
+            comment=comment,
+            matchers=silence_matchers(alarm, scope),
+            starts_at=now,
+            ends_at=now + SILENCE_DURATIONS[duration][1],
+            now=now,
+        )
+    return RedirectResponse(f"/console/alarms/{alarm_id}", status_code=303)
+
+
+@router.post("/alarms/{alarm_id}/silence/cancel")
+def cancel_silence(request: Request, alarm_id: int, principal: StaffAction) -> Response:
+    """End the silence that mutes this alarm now."""
+    with scoped_session(catalog_of(request), principal) as session:
+        alarm = alarms.get_alarm(session, alarm_id)
+        if alarm.silence_id is None:
+            raise silences.SilenceStateError(f"alarm {alarm_id} is not silenced")
+        silences.cancel_silence(session, alarm.silence_id, principal.actor)
+    return RedirectResponse(f"/console/alarms/{alarm_id}", status_code=303)
+
+
+@router.post("/alarms/{alarm_id}/incident")
+def raise_incident(request: Request, alarm_id: int, principal: StaffAction) -> Response:
+    """Open an incident for this alarm and go to it."""
+    with scoped_session(catalog_of(request), principal) as session:
+        incident = incidents.open_incident_for_alarm(session, alarm_id, actor=principal.actor)
+        incident_id = incident.id
+    return RedirectResponse(f"/console/incidents/{incident_id}", status_code=303)
+
+
+# -- saved views -------------------------------------------------------------------------------
+
+
+@router.post("/views")
+def save_view(
+    request: Request,
+    principal: StaffAction,
+    name: Annotated[str, Form(max_length=saved_views.MAX_NAME)] = "",
+    query: Annotated[str, Form(max_length=saved_views.MAX_QUERY)] = "",
+) -> Response:
+    """Save the list's current filter under a name, and show it."""
+    with scoped_session(catalog_of(request), principal) as session:
+        view = saved_views.save_view(
+            session, principal.user_id, name, query, canonical=canonical_query
+        )
+        target = f"/console?{view.query}" if view.query else "/console"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/views/{view_id}/delete")
+def delete_view(
+    request: Request, view_id: int, principal: StaffAction, next: NextField = ""
+) -> Response:
+    """Delete one of the operator's saved views."""
+    with scoped_session(catalog_of(request), principal) as session:
+        saved_views.delete_view(session, principal.user_id, view_id)
+    return RedirectResponse(safe_next(next), status_code=303)
 
 
 # -- live stream -------------------------------------------------------------------------------
