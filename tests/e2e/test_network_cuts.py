@@ -119,7 +119,7 @@ def wait_success(agent: Agent) -> dict[str, Any]:
         return s if s.get("last_state") == "succeeded" else None
 
     result: dict[str, Any] = agent.wait("the backup to succeed", done, 90)
-    agent.wait("every report delivered", lambda: agent.status().get("pending_reports") == 0, 20)
+    agent.wait("every report delivered", lambda: agent.status().get("pending_reports") == 0, 60)
     return result
 
 

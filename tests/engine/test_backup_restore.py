@@ -256,15 +256,18 @@ def test_file_changing_while_read_is_retried_then_recorded(
     growing = src / "growing.log"
     growing.write_bytes(os.urandom(8 * 1024 * 1024))
     stop = threading.Event()
+    writing = threading.Event()
 
     def writer() -> None:
         with open(growing, "ab") as f:
             while not stop.is_set():
                 f.write(b"more\n")
                 f.flush()
+                writing.set()
 
     t = threading.Thread(target=writer)
     t.start()
+    assert writing.wait(10), "the writer never started"  # the file grows before it is read
     try:
         result = backup(repo, [str(src)])
     finally:
