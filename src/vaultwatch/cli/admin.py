@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from vaultwatch.catalog import Catalog, Role, audit
+from vaultwatch.catalog import Catalog, Role, Tenant, audit
 from vaultwatch.catalog.enrollment import DEFAULT_ENROLLMENT_TTL, create_enrollment_token
 from vaultwatch.catalog.tenants import create_tenant, find_tenant, list_tenants
 from vaultwatch.cli.output import cell, line, local_time, new_table, print_json, print_table
@@ -138,6 +138,19 @@ def tenant_list(data_dir: DataDirOpt, json: JsonOpt = False) -> None:
     print_table(table)
 
 
+def _tenant(session: Session, ref: str) -> Tenant:
+    """The tenant `ref` names: its name (ignoring case and spacing), or its id."""
+    from vaultwatch.catalog.tenants import get_tenant
+
+    found = find_tenant(session, ref)
+    if found is None:
+        try:
+            found = get_tenant(session, uuid.UUID(ref))
+        except ValueError:
+            raise AdminError(f"no tenant named {ref!r}") from None
+    return found
+
+
 @token_app.command("create")
 def token_create(
     data_dir: DataDirOpt,
@@ -151,9 +164,6 @@ def token_create(
     json: JsonOpt = False,
 ) -> None:
     """Create a single-use enrollment token (printed once)."""
-    import uuid
-
-    from vaultwatch.catalog.tenants import get_tenant
     from vaultwatch.gateway.tls import fingerprint
 
     ttl = parse_duration(expires)
@@ -161,12 +171,7 @@ def token_create(
     with open_catalog(data_dir) as (settings, catalog):
         key = settings.token_key()
         with catalog.session() as session:
-            found = find_tenant(session, tenant)
-            if found is None:
-                try:
-                    found = get_tenant(session, uuid.UUID(tenant))
-                except ValueError:
-                    raise AdminError(f"no tenant named {tenant!r}") from None
+            found = _tenant(session, tenant)
             issued = create_enrollment_token(
                 session, found.id, key=key, created_by=actor, ttl=ttl, note=note_
             )
@@ -198,20 +203,6 @@ admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(apikey_app, name="apikey")
 
 
-def _tenant_id(session: Session, tenant: str | None) -> uuid.UUID | None:
-    from vaultwatch.catalog.tenants import get_tenant
-
-    if tenant is None:
-        return None
-    found = find_tenant(session, tenant)
-    if found is None:
-        try:
-            found = get_tenant(session, uuid.UUID(tenant))
-        except ValueError:
-            raise AdminError(f"no tenant named {tenant!r}") from None
-    return found.id
-
-
 @user_app.command("create")
 def user_create(
     data_dir: DataDirOpt,
@@ -237,7 +228,7 @@ def user_create(
             role=role,
             password=password,
             actor=cli_actor(),
-            tenant_id=_tenant_id(session, tenant),
+            tenant_id=_tenant(session, tenant).id if tenant is not None else None,
         )
         doc = {
             "id": str(user.id),

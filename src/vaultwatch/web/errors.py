@@ -22,7 +22,7 @@ from vaultwatch.errors import VaultwatchError
 from vaultwatch.gateway.problems import status_of
 from vaultwatch.gateway.routes import API_PREFIX
 from vaultwatch.web.render import render
-from vaultwatch.web.sessions import HOME, ROLE_HOMES, LoginRequiredError, login_url
+from vaultwatch.web.sessions import LoginRequiredError, home_of, login_url
 
 log = logging.getLogger("vaultwatch.web")
 
@@ -91,7 +91,7 @@ def error_page(request: Request, exc: Exception) -> Response:
             "status": status,
             "title": _phrase(status),
             "message": message,
-            "home_of": lambda role: ROLE_HOMES.get(role, HOME),
+            "home_of": home_of,
         },
         status=status,
         headers=headers,

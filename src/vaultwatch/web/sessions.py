@@ -58,6 +58,11 @@ ROLE_HOMES = {
 }
 
 
+def home_of(role: Role) -> str:
+    """Where a user of `role` lands: the console, the portal or the data-center view."""
+    return ROLE_HOMES.get(role, HOME)
+
+
 class LoginLockedError(VaultwatchError):
     """Too many failed logins of this email recently: wait, then try again."""
 
@@ -294,7 +299,7 @@ def post_login(
         return _login_page(request, error=str(exc), email=email, next_url=next, status=status)
     target = safe_next(next)
     if target == HOME:
-        target = ROLE_HOMES.get(web.principal.role, HOME)
+        target = home_of(web.principal.role)
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, web)
     response.delete_cookie(csrf.LOGIN_COOKIE, path="/login")
