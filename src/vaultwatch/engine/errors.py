@@ -72,6 +72,16 @@ class InvalidSubsetError(EngineError):
     """A ``--read-data-subset`` value is neither ``n/t`` nor ``x%``."""
 
 
+class LockLostError(EngineError):
+    """The repository lock could not be refreshed for so long that others may soon call it stale.
+
+    The operation stops before that moment: past it, a prune elsewhere may
+    delete packs this operation relies on.
+    """
+
+    exit_code = 11
+
+
 class CancelledError(EngineError):
     """The work was asked to stop; nothing half-written is left referenced."""
 
