@@ -233,6 +233,11 @@ def load_settings(data_dir: Path | str) -> ServerSettings:
         max_concurrent_puts=integer(
             gateway, "max_concurrent_puts", 8, "[gateway] max_concurrent_puts"
         ),
+        spool_dir=(
+            absolute(gateway["spool_dir"], "[gateway] spool_dir")
+            if "spool_dir" in gateway
+            else None
+        ),
         node_name=node_name,
         site=site,
         extra={k: v for k, v in doc.items() if k not in known},
