@@ -93,3 +93,36 @@ def test_a_connection_lost_mid_use_fails_once_then_the_pool_recovers(catalog: Ca
     with pytest.raises(OperationalError), catalog.session() as session:
         session.execute(text("SELECT 1"))
     assert _backend_pid(catalog) > 0
+
+
+def test_the_tenant_scope_cache_evicts_safely_from_many_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Request threads share the cache; evicting from a full cache at once must not fail."""
+    import sys
+    import threading
+    import uuid
+
+    monkeypatch.setattr(db, "_SCOPE_CACHE_TENANTS", 2)
+    monkeypatch.setattr(db, "_scope_cache", {})
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show at once
+    failures: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for _ in range(300):
+                assert db._scope_options(uuid.uuid4())
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        threads = [threading.Thread(target=churn) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+    assert len(db._scope_cache) <= 2

@@ -214,6 +214,8 @@ def _tenant_owned_models() -> tuple[type[Any], ...]:
 #: How many tenants' scoping options are kept ready (building them costs more than the query).
 _SCOPE_CACHE_TENANTS = 4096
 _scope_cache: dict[uuid.UUID, tuple[int, tuple[Any, ...]]] = {}
+#: Request threads share the cache: two evicting the same oldest entry at once would fail.
+_scope_cache_lock = threading.Lock()
 
 
 def _scope_options(tenant_id: uuid.UUID) -> tuple[Any, ...]:
@@ -235,9 +237,10 @@ def _scope_options(tenant_id: uuid.UUID) -> tuple[Any, ...]:
         ),
         with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True),
     )
-    if len(_scope_cache) >= _SCOPE_CACHE_TENANTS:
-        _scope_cache.pop(next(iter(_scope_cache)))
-    _scope_cache[tenant_id] = (len(models), options)
+    with _scope_cache_lock:
+        while len(_scope_cache) >= _SCOPE_CACHE_TENANTS:
+            _scope_cache.pop(next(iter(_scope_cache)))
+        _scope_cache[tenant_id] = (len(models), options)
     return options
 
 
