@@ -157,3 +157,71 @@ def test_the_console_is_live_through_a_server_restart(console: Console, browser:
     expect(page).to_have_url(base + f"/console/alarms/{second}")
     assert errors == []
     context.close()
+
+
+#: Records what the page shows and plays, around the browser's own Notification and audio.
+WATCH_NOTIFICATIONS_AND_SOUND = """
+window.__notifications = [];
+window.__tones = 0;
+const RealNotification = window.Notification;
+class RecordedNotification extends RealNotification {
+  constructor(title, options) {
+    super(title, options);
+    window.__notifications.push({ title: title, body: (options || {}).body || "" });
+  }
+}
+window.Notification = RecordedNotification;
+const realStart = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.__tones += 1;
+  return realStart.apply(this, args);
+};
+"""
+
+
+def test_new_alarms_raise_a_desktop_notification_and_a_tone(console: Console, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(ignore_https_errors=True, permissions=["notifications"])
+    context.add_init_script(WATCH_NOTIFICATIONS_AND_SOUND)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    base = console.server.url
+    page.goto(base + "/login?next=%2Fconsole")
+    page.get_by_label("Email").fill(console.email)
+    page.get_by_label("Password").fill(console.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#live-text")).to_have_text("Live", timeout=10_000)
+
+    notify = page.locator("#notify")
+    expect(notify).to_have_attribute("aria-pressed", "false")
+    notify.click()
+    expect(notify).to_have_attribute("aria-pressed", "true")
+    expect(notify).to_have_text("Notifications on")
+    page.locator("#sound").check()
+    tones_after_switching_on = page.evaluate("window.__tones")
+    assert tones_after_switching_on == 1  # the sample tone the switch plays
+
+    console.post_event(node="gw7", summary="gateway gw7 does not answer")
+    deadline = time.monotonic() + 5
+    while page.evaluate("window.__notifications.length") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait_for_function would need 'unsafe-eval', which the CSP forbids
+    shown = page.evaluate("window.__notifications")
+    assert shown == [{"title": "CRITICAL on gw7", "body": "gateway gw7 does not answer"}]
+    assert page.evaluate("window.__tones") == tones_after_switching_on + 1
+
+    # Both choices survive a reload; switched off, the next alarm is silent.
+    page.reload()
+    expect(page.locator("#live-text")).to_have_text("Live", timeout=10_000)
+    expect(page.locator("#sound")).to_be_checked()
+    expect(notify).to_have_attribute("aria-pressed", "true")
+    notify.click()
+    page.locator("#sound").uncheck()
+    expect(notify).to_have_attribute("aria-pressed", "false")
+    console.post_event(node="gw8", summary="gateway gw8 does not answer")
+    expect(page.locator("tr.alarm", has_text="gw8")).to_be_visible(timeout=5_000)
+    assert page.evaluate("window.__notifications.length") == 0
+    assert page.evaluate("window.__tones") == 0
+    assert errors == []
+    context.close()
