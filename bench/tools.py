@@ -327,53 +327,72 @@ class Runner:
 
 
 class Restic(Runner):
-    """restic 0.14: repository format 2 with its default ('auto') zstd compression."""
+    """restic: repository format 2 with its default ('auto') zstd compression."""
 
     name = "restic"
 
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        drop_caches: bool = True,
+        binary: str = "restic",
+        name: str | None = None,
+    ) -> None:
+        self.name = name or self.name
+        super().__init__(workdir, drop_caches=drop_caches)
+        self.binary = binary
+
     def executable(self) -> str | None:
-        return shutil.which("restic")
+        return shutil.which(self.binary)
 
     def version_argv(self) -> list[str]:
-        return ["restic", "version"]
+        return [self.binary, "version"]
 
     def tool_env(self) -> dict[str, str]:
         return {"RESTIC_PASSWORD": PASSPHRASE, "RESTIC_CACHE_DIR": str(self.home / "cache")}
 
     def init_argv(self) -> list[str]:
-        return ["restic", "-r", str(self.repo), "init", "--repository-version", "2"]
+        return [self.binary, "-r", str(self.repo), "init", "--repository-version", "2"]
 
     def backup_argv(self, source: Path, label: str) -> list[str]:
         # A fixed host name keeps parent-snapshot detection independent of the machine.
-        return ["restic", "-r", str(self.repo), "backup", "--host", "bench", str(source)]
+        return [self.binary, "-r", str(self.repo), "backup", "--host", "bench", str(source)]
 
     def restore_argv(self, target: Path) -> tuple[list[str], Path]:
-        return ["restic", "-r", str(self.repo), "restore", "latest", "--target", str(target)], (
-            self.base
-        )
+        argv = [self.binary, "-r", str(self.repo), "restore", "latest", "--target"]
+        return [*argv, str(target)], self.base
 
     def settings(self) -> dict[str, str]:
         return {"repository version": "2", "compression": "auto (zstd)"}
 
 
 class Borg(Runner):
-    """borg 1.2 with zstd level 3 and its fastest authenticated encryption on this CPU."""
+    """borg 1.x with zstd level 3 and its fastest authenticated encryption on this CPU."""
 
     name = "borg"
     ok_codes = (0, 1)  # 1 = finished with warnings
 
     def __init__(
-        self, workdir: Path, *, drop_caches: bool = True, encryption: str = BORG_ENCRYPTION
+        self,
+        workdir: Path,
+        *,
+        drop_caches: bool = True,
+        encryption: str = BORG_ENCRYPTION,
+        binary: str = "borg",
+        name: str | None = None,
     ) -> None:
+        self.name = name or self.name
         super().__init__(workdir, drop_caches=drop_caches)
         self.encryption = encryption
+        self.binary = binary
         self.last_archive: str | None = None
 
     def executable(self) -> str | None:
-        return shutil.which("borg")
+        return shutil.which(self.binary)
 
     def version_argv(self) -> list[str]:
-        return ["borg", "--version"]
+        return [self.binary, "--version"]
 
     def tool_env(self) -> dict[str, str]:
         return {
@@ -383,12 +402,12 @@ class Borg(Runner):
         }
 
     def init_argv(self) -> list[str]:
-        return ["borg", "init", "-e", self.encryption, str(self.repo)]
+        return [self.binary, "init", "-e", self.encryption, str(self.repo)]
 
     def backup_argv(self, source: Path, label: str) -> list[str]:
         self.last_archive = label
         return [
-            "borg",
+            self.binary,
             "create",
             "--compression",
             BORG_COMPRESSION,
@@ -399,7 +418,7 @@ class Borg(Runner):
     def restore_argv(self, target: Path) -> tuple[list[str], Path]:
         if self.last_archive is None:
             raise RuntimeError("borg: nothing backed up yet")
-        return ["borg", "extract", f"{self.repo}::{self.last_archive}"], target
+        return [self.binary, "extract", f"{self.repo}::{self.last_archive}"], target
 
     def settings(self) -> dict[str, str]:
         return {"encryption": self.encryption, "compression": BORG_COMPRESSION}
@@ -478,9 +497,6 @@ class Vaultwatch(Runner):
     def restore_argv(self, target: Path) -> tuple[list[str], Path]:
         argv = [self.binary, "repo", "restore", "-r", str(self.repo), "latest", "--target"]
         return [*argv, str(target)], self.base
-
-
-RUNNERS: dict[str, type[Runner]] = {"vaultwatch": Vaultwatch, "restic": Restic, "borg": Borg}
 
 
 def write_results(

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,23 +72,16 @@ def _start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     pytest.fail(f"moto server did not start:\n{log.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
-    """moto in server mode in a subprocess, with test credentials in the environment."""
+@contextmanager
+def _aws_test_environment() -> Iterator[None]:
+    """The test credentials in the environment (what boto3's default chain reads), restored after."""
     saved = {key: os.environ.get(key) for key in (*_AWS_ENV, *_AWS_CLEARED)}
     os.environ.update(_AWS_ENV)
     for key in _AWS_CLEARED:
         os.environ.pop(key, None)
-    proc, url = _start_moto(tmp_path_factory.mktemp("moto") / "server.log")
     try:
-        yield S3Endpoint(url=url, access_key="testing", secret_key="testing", region="us-east-1")
+        yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -95,16 +89,53 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint
                 os.environ[key] = value
 
 
-@pytest.fixture
-def s3_store(s3_endpoint: S3Endpoint) -> Iterator[S3Store]:
-    """An S3Store on a fresh, empty bucket."""
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """moto in server mode in a subprocess, with test credentials in the environment."""
+    with _aws_test_environment():
+        proc, url = _start_moto(tmp_path_factory.mktemp("moto") / "server.log")
+        try:
+            yield S3Endpoint(
+                url=url, access_key="testing", secret_key="testing", region="us-east-1"
+            )
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """SeaweedFS, a real S3 server, on loopback; the same test credentials as moto's."""
+    from tests.seaweedfs import SeaweedFSError, running_seaweedfs
+
+    key, secret = _AWS_ENV["AWS_ACCESS_KEY_ID"], _AWS_ENV["AWS_SECRET_ACCESS_KEY"]
+    with _aws_test_environment(), ExitStack() as stack:
+        try:
+            url = stack.enter_context(
+                running_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), key, secret)
+            )
+        except SeaweedFSError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield S3Endpoint(url=url, access_key=key, secret_key=secret, region="us-east-1")
+
+
+def fresh_s3_store(endpoint: S3Endpoint) -> S3Store:
+    """An S3Store on a new, empty bucket at ``endpoint``."""
     from vaultwatch.store.s3 import S3Store
 
     store = S3Store(
-        f"vw-test-{uuid.uuid4().hex[:16]}",
-        endpoint_url=s3_endpoint.url,
-        region=s3_endpoint.region,
+        f"vw-test-{uuid.uuid4().hex[:16]}", endpoint_url=endpoint.url, region=endpoint.region
     )
     assert store.create_bucket_if_missing()
-    yield store
-    store.close()
+    return store
+
+
+@pytest.fixture
+def s3_store(s3_endpoint: S3Endpoint) -> Iterator[S3Store]:
+    """An S3Store on a fresh, empty bucket."""
+    with fresh_s3_store(s3_endpoint) as store:
+        yield store

@@ -30,6 +30,7 @@ from pathlib import Path
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, restore
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.files import write_private
 from vaultwatch.server import port_in_use
 from vaultwatch.server_config import DEFAULT_PORT
 from vaultwatch.store.url import open_store
@@ -202,9 +203,7 @@ def setup(layout: DemoLayout, port: int | None, report: Callable[[str], None]) -
         passphrase_file=str(enrolled["passphrase_file"]),
         ca_cert=ca,
     )
-    fd = os.open(layout.facts, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(facts.__dict__, f, indent=1)
+    write_private(layout.facts, json.dumps(facts.__dict__, indent=1).encode(), exclusive=True)
     return facts
 
 

@@ -33,6 +33,7 @@ from vaultwatch.catalog import Catalog, Role, audit
 from vaultwatch.catalog.security import new_token_key
 from vaultwatch.catalog.users import count_users, create_user
 from vaultwatch.engine.memory import short_gil_slices
+from vaultwatch.files import write_private
 from vaultwatch.gateway import schemas
 from vaultwatch.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from vaultwatch.gateway.priority import ControlFirstMiddleware, ControlGate
@@ -78,13 +79,7 @@ class InitResult:
 
 
 def _write_secret(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private(path, data, mode=SECRET_FILE_MODE, exclusive=True)
 
 
 def init_server(
@@ -391,6 +386,7 @@ _SUPERVISOR_ENV = "VAULTWATCH_SERVER_SUPERVISOR"
 #: Settings the command line may override for one run (they reach every worker process).
 _OVERRIDABLE = ("host", "port", "node_name")
 _PR_SET_PDEATHSIG = 1
+WORKER_HEALTHCHECK_SECONDS = 60
 SUPERVISOR_CHECK_SECONDS = 1.0
 """How often a worker checks that its supervisor still lives (where the kernel cannot tell it)."""
 
@@ -529,6 +525,10 @@ def run_server(
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": 30,  # a stalled upload must not hold a restart forever
         "proxy_headers": False,
+        # uvicorn kills a worker that does not answer its supervisor's ping within this
+        # time; the default 5 s killed workers still starting on a busy 2-core machine,
+        # so the server restarted them for ever and never answered.
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
     }
     if workers == 1:
         uvicorn.run(build_app(settings, chosen, background=True), **common)

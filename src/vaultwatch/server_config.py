@@ -21,6 +21,7 @@ from typing import Any
 import tomli_w
 
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.files import write_private
 
 SETTINGS_FILE = "vaultwatch.toml"
 DATA_DIR_ENV = "VAULTWATCH_DATA_DIR"
@@ -148,14 +149,7 @@ def write_settings(settings: ServerSettings) -> Path:
     """Write the settings file (0600: it may hold the catalog's password)."""
     path = settings.settings_file
     data = tomli_w.dumps(settings.to_toml()).encode()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, data, mode=SECRET_FILE_MODE)
     return path
 
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.agent.conftest import base_doc
+from tests.agent.conftest import base_doc, config_from
 from vaultwatch.agent.config import (
     ConfigError,
     config_document,
     dump_config,
     load_config,
     parse_duration,
-    write_private,
 )
+from vaultwatch.files import write_private
 
 CONTINUOUS = {
     "name": "www",
@@ -239,3 +239,49 @@ def test_reconnect_backoff_defaults_to_a_short_cap(tmp_path: Path) -> None:
     doc["network"] = {"backoff_initial": "10s"}  # the cap is never below the first delay
     cfg = load_config(write(tmp_path, doc))
     assert (cfg.network.backoff_initial, cfg.network.backoff_max) == (10.0, 10.0)
+
+
+def test_key_slot_is_optional_and_must_be_a_slot_id(tmp_path: Path) -> None:
+    doc = base_doc(tmp_path)
+    assert config_from(doc, tmp_path).key_slot is None
+    doc["agent"]["key_slot"] = "ab" * 16
+    assert config_from(doc, tmp_path).key_slot == "ab" * 16
+    doc["agent"]["key_slot"] = "../keys/x"
+    with pytest.raises(ConfigError, match=r"agent\.key_slot: must be a key slot id"):
+        config_from(doc, tmp_path)
+
+
+def test_a_set_may_ask_the_service_to_keep_more(tmp_path: Path) -> None:
+    src = tmp_path / "srv"
+    src.mkdir()
+    wanted = {"within": "2d", "daily": 90, "monthly": -1}
+    doc = base_doc(
+        tmp_path,
+        a={"name": "db", "paths": [str(src)], "mode": "continuous", "retention": wanted},
+        b={"name": "www", "paths": [str(src)], "mode": "continuous"},
+    )
+    config = config_from(doc, tmp_path)
+    assert config.backup_sets[0].retention == wanted
+    assert config.backup_sets[1].retention is None
+
+
+@pytest.mark.parametrize(
+    ("retention", "words"),
+    [
+        ({"dialy": 7}, "unknown rule 'dialy'"),
+        ({"daily": "seven"}, "daily must be a whole number"),
+        ({"within": "soon"}, "duration"),
+        ({}, "empty policy"),
+        ("daily", "must be a table"),
+    ],
+)
+def test_bad_retention_names_the_set(tmp_path: Path, retention: object, words: str) -> None:
+    src = tmp_path / "srv"
+    src.mkdir()
+    doc = base_doc(
+        tmp_path,
+        a={"name": "db", "paths": [str(src)], "mode": "continuous", "retention": retention},
+    )
+    with pytest.raises(ConfigError, match=words) as caught:
+        config_from(doc, tmp_path)
+    assert "backup_set[1].retention" in str(caught.value)

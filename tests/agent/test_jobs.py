@@ -167,11 +167,37 @@ def test_backup_job_commits_a_snapshot_and_reports(tmp_path: Path, data: Path) -
     assert final["snapshot"]["tags"] == ["set:www"]
     rec = h.journal.set_record("www")
     assert rec is not None and rec.last_snapshot == snap_id
-    # The next job uses that snapshot as its parent: nothing is read again.
+    # The next job uses that snapshot as its parent: nothing is read again, and as nothing
+    # changed, no identical snapshot is written: the job is "unchanged".
     state, second = h.runner.run(cfg, "rescan")
-    assert state == "succeeded" and second is not None
-    assert second.snapshot.parent == snap_id
+    assert state == "unchanged" and second is not None
+    assert second.snapshot.parent == snap_id and second.snapshot.id == snap_id
     assert second.files_unmodified == 41 and second.bytes_read == 0
+    assert [o.name for o in h.local.list("snapshots/")] == [f"snapshots/{snap_id}"]
+
+
+def test_a_job_that_finds_nothing_changed_writes_no_snapshot(tmp_path: Path, data: Path) -> None:
+    h = Harness(tmp_path, {"a": {"name": "www", "paths": [str(data)], "mode": "continuous"}})
+    cfg = h.config.backup_sets[0]
+    _, first = h.runner.run(cfg, "changes")
+    assert first is not None
+    for reason in ("agent start", "rescan"):  # a restart and the hourly rescan
+        state, again = h.runner.run(cfg, reason)
+        assert state == "unchanged" and again is not None and again.snapshot.id == first.snapshot.id
+    final = h.reports[-1]
+    assert final["state"] == "unchanged" and final["snapshot"] is None
+    assert len(list(h.local.list("snapshots/"))) == 1
+    assert len(list(h.local.list("manifests/"))) == 1
+    rec = h.journal.set_record("www")
+    assert rec is not None and rec.last_snapshot == first.snapshot.id
+    assert rec.last_state == "unchanged"
+
+    # A change makes a snapshot again, on top of the first one, with its manifest.
+    (data / "d0" / "f0.bin").write_bytes(os.urandom(1000))
+    state, changed = h.runner.run(cfg, "changes")
+    assert state == "succeeded" and changed is not None
+    assert changed.snapshot.parent == first.snapshot.id != changed.snapshot.id
+    assert h.local.exists(f"manifests/{changed.snapshot.id}")
 
 
 def test_outage_mid_job_resumes_without_resending_packs(tmp_path: Path, data: Path) -> None:

@@ -8,7 +8,14 @@ from pathlib import Path
 from tests.agent.conftest import FakeClock, base_doc, config_from
 from vaultwatch.agent.client import Backoff
 from vaultwatch.agent.config import BackupSetConfig
-from vaultwatch.agent.schedule import Debouncer, Scheduler, SetTrigger, next_daily, previous_daily
+from vaultwatch.agent.schedule import (
+    ChangedDirs,
+    Debouncer,
+    Scheduler,
+    SetTrigger,
+    next_daily,
+    previous_daily,
+)
 
 
 def continuous(name: str = "www", **kw: float) -> BackupSetConfig:
@@ -171,3 +178,32 @@ def test_backoff_is_exponential_with_full_jitter() -> None:
     assert bottom.next_delay() == 0.05  # never a busy loop
     half = Backoff(2.0, 60.0, rand=lambda: 0.5)
     assert [half.next_delay() for _ in range(3)] == [1, 2, 4]
+
+
+def test_changed_dirs_are_forgotten_only_when_a_snapshot_commits() -> None:
+    changes = ChangedDirs()
+    changes.add(["/srv/a"])
+    assert changes.take() is None  # nothing is known before the first pass: walk everything
+    changes.committed()
+    changes.add(["/srv/a", "/srv/b"])
+    assert changes.take() == {b"/srv/a", b"/srv/b"}
+    changes.add(["/srv/c"])  # arrives during the backup
+    changes.failed()  # the backup failed: what it took is dirty again, with the new one
+    assert changes.dirs() == {"/srv/a", "/srv/b", "/srv/c"}
+    assert changes.take() == {b"/srv/a", b"/srv/b", b"/srv/c"}
+    changes.add(["/srv/d"])
+    changes.committed(retry=["/srv/unreadable"])
+    assert changes.dirs() == {"/srv/d", "/srv/unreadable"}
+    # a full pass taken and interrupted stays a full pass
+    assert changes.take(full=True) is None
+    changes.failed()
+    assert changes.take() is None
+    changes.committed()
+    changes.add(["/srv/e"])
+    changes.lost()  # events were lost: the next run walks everything
+    assert changes.take() is None
+    # a run started while the previous one's take was never settled gives it back first
+    changes.committed()
+    changes.add(["/srv/f"])
+    assert changes.take() == {b"/srv/f"}
+    assert changes.take() == {b"/srv/f"}

@@ -14,12 +14,14 @@ from vaultwatch.agent.watcher import ChangeFilter, Watcher
 class Events:
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.dirs: set[str] = set()
         self.overflows = 0
         self.cond = threading.Condition()
 
-    def notify(self, name: str) -> None:
+    def notify(self, name: str, dirs: list[str]) -> None:
         with self.cond:
             self.names.append(name)
+            self.dirs.update(dirs)
             self.cond.notify_all()
 
     def overflow(self) -> None:
@@ -130,3 +132,36 @@ def test_unwatchable_path_is_left_to_rescans(tmp_path: Path) -> None:
     watcher.start()
     watcher.stop()
     assert watcher.failed == [str(missing / "x")]
+
+
+def test_watcher_names_the_directories_a_change_touched(tmp_path: Path) -> None:
+    srv = tmp_path / "srv"
+    (srv / "a" / "b").mkdir(parents=True)
+    (srv / "c").mkdir()
+    (srv / "a" / "b" / "f.txt").write_text("x")
+    (srv / "gone" / "inner").mkdir(parents=True)
+    events = Events()
+    watcher = Watcher(
+        [BackupSetConfig("www", [str(srv)], "continuous", excludes=["skip"])],
+        events.notify,
+        events.overflow,
+        ignored=[],
+    )
+    watcher.start()
+    try:
+        time.sleep(0.2)
+        (srv / "a" / "b" / "f.txt").write_text("changed")
+        (srv / "a" / "b" / "f.txt").rename(srv / "c" / "f.txt")  # across directories
+        for p in sorted((srv / "gone").rglob("*"), reverse=True):
+            p.rmdir()
+        (srv / "gone").rmdir()
+        (srv / "skip").mkdir()
+        (srv / "skip" / "junk").write_text("x")
+        assert events.wait_for(4)
+        events.settle()
+        dirs = events.dirs
+        assert {str(srv / "a" / "b"), str(srv / "c")} <= dirs
+        assert {str(srv / "gone"), str(srv / "gone" / "inner"), str(srv)} <= dirs
+        assert str(srv / "skip") not in dirs
+    finally:
+        watcher.stop()

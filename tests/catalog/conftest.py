@@ -1,17 +1,21 @@
 """Catalog test fixtures: every catalog test runs on SQLite and on PostgreSQL.
 
-The PostgreSQL server comes from $VAULTWATCH_TEST_POSTGRES_URL or the URL that
-scripts/ensure-postgres.sh prints; when it cannot be reached the script is run
-to install or start it. If PostgreSQL is still unreachable the PostgreSQL tests
-fail when $CI is set (they must never silently disappear there) and are
-skipped with the reason otherwise. Each PostgreSQL test gets a database of its
-own, created and dropped here.
+The PostgreSQL server is $VAULTWATCH_TEST_POSTGRES_URL (scripts/test.sh sets it
+to the throwaway cluster it runs for the whole suite) or else a throwaway
+cluster that scripts/test-postgres.sh starts for this pytest session and
+removes at its end. A PostgreSQL the machine already runs (on 5432 or
+elsewhere) is never used. When PostgreSQL cannot be had the PostgreSQL tests
+fail with the reason, in CI and outside it: they never silently disappear.
+``pytest -m "not postgres"`` leaves them out on purpose. Each PostgreSQL test
+gets a database of its own, created and dropped here.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +34,8 @@ from vaultwatch.catalog.security import new_token_key
 from vaultwatch.catalog.tenants import create_tenant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENSURE_SCRIPT = REPO_ROOT / "scripts" / "ensure-postgres.sh"
+CLUSTER_SCRIPT = REPO_ROOT / "scripts" / "test-postgres.sh"
 PG_URL_ENV = "VAULTWATCH_TEST_POSTGRES_URL"
-DEFAULT_PG_URL = "postgresql+psycopg://vaultwatch:vaultwatch@127.0.0.1:5432/vaultwatch_test"
 ACTOR = "user:00000000-0000-0000-0000-000000000001"
 
 ENGINES = [
@@ -53,52 +56,47 @@ def _connect_error(url: str) -> str | None:
         engine.dispose()
 
 
-def _ensure_postgres(url: URL) -> tuple[str | None, str]:
-    """Run the bootstrap script for the server, role and database in `url`.
-
-    Returns the URL it printed (None if it failed) and what it said.
-    """
-    env = dict(os.environ)
-    settings = {
-        "VAULTWATCH_PG_HOST": url.host,
-        "VAULTWATCH_PG_PORT": url.port,
-        "VAULTWATCH_PG_USER": url.username,
-        "VAULTWATCH_PG_PASSWORD": url.password,
-        "VAULTWATCH_PG_DATABASE": url.database,
-    }
-    env.update({name: str(value) for name, value in settings.items() if value})
-    try:
-        result = subprocess.run(
-            [str(ENSURE_SCRIPT)], capture_output=True, text=True, timeout=900, check=False, env=env
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, str(exc)
-    output = (result.stderr + result.stdout).strip()
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        return None, output
-    return lines[-1], output
+def _cluster(action: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLUSTER_SCRIPT), action, str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=900,  # may install PostgreSQL first
+        check=False,
+        # Removed by a watcher if this process dies before the teardown runs.
+        env={**os.environ, "VAULTWATCH_PG_OWNER_PID": str(os.getpid())},
+    )
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url() -> URL:
-    """A PostgreSQL URL whose role may create databases; bootstraps the server if needed."""
-    url = os.environ.get(PG_URL_ENV, DEFAULT_PG_URL)
-    error = _connect_error(url)
-    if error is not None:
-        ensured_url, output = _ensure_postgres(make_url(url))
-        if ensured_url is not None:
-            url = ensured_url
-            error = _connect_error(url)
+def postgres_server_url() -> Iterator[URL]:
+    """A PostgreSQL URL whose role may create databases: the given one, or a cluster of our own."""
+    given = os.environ.get(PG_URL_ENV)
+    if given:
+        error = _connect_error(given)
         if error is not None:
-            message = (
-                f"PostgreSQL unreachable at {make_url(url).render_as_string()}: {error}\n"
-                f"{ENSURE_SCRIPT.name} said: {output}"
+            pytest.fail(
+                f"PostgreSQL unreachable at ${PG_URL_ENV}={make_url(given)!r}: {error}",
+                pytrace=False,
             )
-            if os.environ.get("CI"):
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
-    return make_url(url)
+        yield make_url(given)
+        return
+    # Not pytest's tmp_path: the server runs as another user when we are root, and
+    # pytest's directories are private to us. The script takes the empty directory over.
+    directory = Path(tempfile.mkdtemp(prefix="vaultwatch-pg-"))
+    try:
+        started = _cluster("start", directory)
+        if started.returncode != 0 or not started.stdout.strip():
+            pytest.fail(
+                f"could not start a PostgreSQL cluster for the tests "
+                f"({CLUSTER_SCRIPT.name} start, exit {started.returncode}):\n"
+                f"{started.stderr.strip()}",
+                pytrace=False,
+            )
+        yield make_url(started.stdout.strip().splitlines()[-1])
+    finally:
+        _cluster("stop", directory)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -126,3 +126,21 @@ def test_the_tenant_scope_cache_evicts_safely_from_many_threads(
         sys.setswitchinterval(interval)
     assert failures == []
     assert len(db._scope_cache) <= 2
+
+
+def test_one_of_selects_exactly_the_listed_rows(catalog: Catalog) -> None:
+    """The IN condition (one array parameter on PostgreSQL) matches the same rows on both engines."""
+    tenants = [add_tenant(catalog, f"One-of {n}") for n in range(4)]
+    wanted = [tenants[0].id, tenants[2].id]
+    with catalog.session() as session:
+        found = set(session.scalars(select(Tenant.id).where(db.one_of(session, Tenant.id, wanted))))
+        name = session.scalars(select(Tenant.name).where(Tenant.id == tenants[1].id)).one()
+        names = set(
+            session.scalars(
+                select(Tenant.name).where(db.one_of(session, Tenant.name, [name, "nobody"]))
+            )
+        )
+        none = list(session.scalars(select(Tenant.id).where(db.one_of(session, Tenant.id, []))))
+    assert found == set(wanted)
+    assert names == {name}
+    assert none == []

@@ -285,3 +285,63 @@ def test_two_tokens_sharing_a_prefix_are_told_apart(catalog: Catalog, key: bytes
     with catalog.session() as session:
         two = redeem_enrollment_token(session, first, key=key, hostname="b").agent
     assert one.id != two.id
+
+
+def test_a_revoked_credential_is_told_it_was_revoked(catalog: Catalog, key: bytes) -> None:
+    enrolled = enroll(catalog, add_tenant(catalog, "Acme"), key)
+    with catalog.session() as session:
+        revoke_agent_credentials(session, enrolled.agent.id, actor=ACTOR)
+    with pytest.raises(InvalidCredentialError, match="was revoked"), catalog.session() as session:
+        authenticate_agent(session, enrolled.credential, key=key)
+    forged = "vwa_" + enrolled.credential[4:12] + "x" * (len(enrolled.credential) - 12)
+    with pytest.raises(InvalidCredentialError) as unknown, catalog.session() as session:
+        authenticate_agent(session, forged, key=key)
+    assert str(unknown.value) == "invalid agent credential"  # same prefix, no secret: nothing told
+
+
+def test_tokens_are_listed_by_state_and_revoked_with_an_audit_entry(
+    catalog: Catalog, key: bytes
+) -> None:
+    from vaultwatch.catalog.enrollment import list_enrollment_tokens, revoke_enrollment_token
+    from vaultwatch.catalog.errors import EnrollmentTokenRevokedError
+
+    acme, globex = add_tenant(catalog, "Acme"), add_tenant(catalog, "Globex")
+    open_token = _token(catalog, acme.id, key)
+    doomed = _token(catalog, acme.id, key)
+    _token(catalog, globex.id, key)
+    enroll(catalog, acme, key)  # makes and uses a token
+    with catalog.session() as session:
+        assert len(list_enrollment_tokens(session)) == 3
+        assert len(list_enrollment_tokens(session, include_finished=True)) == 4
+        assert len(list_enrollment_tokens(session, tenant_id=globex.id)) == 1
+        revoked = revoke_enrollment_token(session, doomed[:12], actor=ACTOR)
+        assert revoked.revoked_at is not None
+    with catalog.session(tenant_id=acme.id) as session:
+        prefixes = {t.prefix for t in list_enrollment_tokens(session)}
+        assert prefixes == {open_token[:12]}  # the revoked one is gone, Globex's never seen
+    with pytest.raises(EnrollmentTokenRevokedError), catalog.session() as session:
+        redeem_enrollment_token(session, doomed, key=key, hostname="srv9")
+    with catalog.session() as session:
+        entry = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "enrollment_token.revoke")
+        ).scalar_one()
+        assert entry.actor == ACTOR and entry.tenant_id == acme.id
+        assert entry.details == {"token_prefix": doomed[:12]}
+
+
+def test_a_used_token_cannot_be_revoked_and_other_tenants_tokens_are_not_found(
+    catalog: Catalog, key: bytes
+) -> None:
+    from vaultwatch.catalog.enrollment import list_enrollment_tokens, revoke_enrollment_token
+    from vaultwatch.catalog.errors import EnrollmentTokenNotFoundError
+
+    acme, globex = add_tenant(catalog, "Acme"), add_tenant(catalog, "Globex")
+    enroll(catalog, acme, key)
+    theirs = _token(catalog, globex.id, key)
+    with catalog.session() as session:
+        (used,) = list_enrollment_tokens(session, include_finished=True, tenant_id=acme.id)
+    refused = pytest.raises(EnrollmentTokenUsedError, match="revoke that agent's credential")
+    with refused, catalog.session() as session:
+        revoke_enrollment_token(session, str(used.id), actor=ACTOR)
+    with pytest.raises(EnrollmentTokenNotFoundError), catalog.session(tenant_id=acme.id) as s:
+        revoke_enrollment_token(s, theirs[:12], actor=ACTOR)

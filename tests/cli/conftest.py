@@ -61,9 +61,30 @@ class Cli:
         return result
 
     def json(self, *args: str | Path, **kwargs: Any) -> Any:
-        """Run with --json and parse stdout, which must hold the JSON and nothing else."""
+        """Run with --json and parse stdout, which must hold the JSON and nothing else.
+
+        A stream of restic-style messages (``backup --json``) gives its summary.
+        """
         result = self.ok(*args, "--json", **kwargs)
-        return json.loads(result.stdout)
+        docs = messages(result.stdout)
+        return summary_of(docs) if len(docs) > 1 else docs[0]
+
+    def json_lines(self, *args: str | Path, **kwargs: Any) -> list[Any]:
+        """Run with --json; every line of stdout parsed."""
+        return messages(self.ok(*args, "--json", **kwargs).stdout)
+
+
+def messages(stdout: str) -> list[Any]:
+    """Each line of a command's stdout as JSON (every line must parse)."""
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def summary_of(docs: list[Any]) -> Any:
+    """The one ``summary`` message of a stream: the last line, as restic writes it."""
+    assert all(isinstance(d, dict) and "message_type" in d for d in docs), docs
+    assert docs[-1]["message_type"] == "summary", docs[-1]
+    assert [d["message_type"] for d in docs].count("summary") == 1
+    return docs[-1]
 
 
 @pytest.fixture

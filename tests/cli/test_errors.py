@@ -182,7 +182,7 @@ def test_nonexistent_backup_path(cli: Cli, repo: Path, tmp_path: Path) -> None:
 def test_backup_without_paths_is_a_usage_error(cli: Cli, repo: Path) -> None:
     result = cli("repo", "backup", "-r", repo)
     assert result.exit_code == 2
-    assert "Missing argument" in result.stderr
+    assert "nothing to back up" in result.stderr
 
 
 def test_force_and_parent_together(cli: Cli, repo: Path, data: Path) -> None:
@@ -227,8 +227,13 @@ def test_repository_locked_by_a_live_process(cli: Cli, repo: Path, data: Path) -
     lock.acquire()
     try:
         result = cli("repo", "backup", "-r", repo, data)
-        assert result.exit_code == 1
+        assert result.exit_code == 11  # restic: failed to lock the repository
         assert "repository is locked: exclusive lock for prune" in result.stderr
+        as_json = cli("repo", "backup", "-r", repo, data, "--json")
+        assert as_json.exit_code == 11 and as_json.stdout == ""
+        doc = json.loads(as_json.stderr)
+        assert doc["message_type"] == "exit_error" and doc["code"] == 11
+        assert doc["message"].startswith("repository is locked: exclusive lock for prune")
         # unlock leaves a live lock alone unless told otherwise
         assert cli.json("repo", "unlock", "-r", repo) == {"removed": 0}
         assert cli.json("repo", "unlock", "-r", repo, "--remove-all") == {"removed": 1}
@@ -258,7 +263,7 @@ def test_keyboard_interrupt_exits_130(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vaultwatch.cli.repo.backup", interrupted)
+    monkeypatch.setattr("vaultwatch.cli.repo.backup.backup", interrupted)
     result = cli("repo", "backup", "-r", repo, data)
     assert result.exit_code == 130
     assert result.stderr == "error: interrupted\n"
@@ -270,7 +275,7 @@ def test_disk_full_names_the_path(
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "out" / "big"))
 
-    monkeypatch.setattr("vaultwatch.cli.repo.restore", full)
+    monkeypatch.setattr("vaultwatch.cli.repo.restore.restore", full)
     result = cli("repo", "restore", "-r", repo, "latest", "--target", tmp_path / "out")
     assert result.exit_code == 1
     assert result.stderr.endswith(f"error: no space left on device: {tmp_path / 'out' / 'big'}\n")
@@ -282,7 +287,7 @@ def test_unexpected_error_has_no_traceback_unless_debugging(
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("something odd")
 
-    monkeypatch.setattr("vaultwatch.cli.repo.select_snapshots", broken)
+    monkeypatch.setattr("vaultwatch.cli.repo.common.select_snapshots", broken)
     result = cli("repo", "snapshots", "-r", repo)
     assert result.exit_code == 1
     assert result.stderr == (
@@ -326,3 +331,36 @@ def test_a_broken_sub_app_is_an_error_not_a_traceback(
     assert "unexpected ModuleNotFoundError" in result.stderr
     # the repository commands are unaffected
     cli.ok("repo", "snapshots", "-r", repo)
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["snapshots"], 10),  # the repository does not exist
+        (["ls", "latest"], 10),
+    ],
+)
+def test_exit_errors_as_json_on_stderr(
+    cli: Cli, tmp_path: Path, args: list[str], code: int
+) -> None:
+    result = cli("repo", *args, "-r", tmp_path / "none", "--json")
+    assert result.exit_code == code
+    assert result.stdout == ""
+    doc = json.loads(result.stderr)
+    assert doc == {
+        "message_type": "exit_error",
+        "code": code,
+        "message": f"no repository at {tmp_path / 'none'}",
+    }
+
+
+def test_wrong_passphrase_as_json(cli: Cli, repo: Path) -> None:
+    result = cli("repo", "--json", "snapshots", "-r", repo, passphrase="wrong")
+    assert result.exit_code == 12
+    assert json.loads(result.stderr)["code"] == 12
+
+
+def test_json_errors_do_not_stick_to_the_next_command(cli: Cli, tmp_path: Path) -> None:
+    cli("repo", "snapshots", "-r", tmp_path / "none", "--json")
+    plain = cli("repo", "snapshots", "-r", tmp_path / "none")
+    assert plain.stderr.startswith("error: no repository at ")

@@ -111,3 +111,37 @@ def test_progress_is_not_wanted_when_quiet_or_piped() -> None:
     assert out.progress_wanted(quiet=True) is False
     # under pytest stderr is captured, not a terminal
     assert out.progress_wanted(quiet=False) is False
+
+
+def test_status_line_from_the_engine_counters() -> None:
+    p = Progress()
+    p.add_total(1000, 4)
+    p.add(250, 1)
+    p.current = "/srv/a"
+    doc = out.status_doc(p)
+    assert doc["message_type"] == "status" and doc["percent_done"] == 0.25
+    assert (doc["files_done"], doc["total_files"], doc["bytes_done"], doc["total_bytes"]) == (
+        1,
+        4,
+        250,
+        1000,
+    )
+    assert doc["current_files"] == ["/srv/a"] and isinstance(doc["seconds_elapsed"], int)
+
+
+def test_stderr_messages_switch_to_json(capsys: pytest.CaptureFixture[str]) -> None:
+    out.set_json_errors(True)
+    try:
+        out.exit_error("repository is locked", 11)
+        out.error("permission denied", item="/srv/x")
+        out.warn("changed while read", item="/srv/y")
+    finally:
+        out.set_json_errors(False)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert lines == [
+        {"message_type": "exit_error", "code": 11, "message": "repository is locked"},
+        {"message_type": "error", "error": {"message": "permission denied"}, "item": "/srv/x"},
+        {"message_type": "warning", "message": "changed while read", "item": "/srv/y"},
+    ]
+    out.exit_error("plain again", 1)
+    assert capsys.readouterr().err == "error: plain again\n"

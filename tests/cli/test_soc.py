@@ -466,3 +466,24 @@ def test_a_job_reported_by_an_agent_shows_its_phase_and_resumed_bytes(
     assert job["percent"] == 25.0
     table = cli.ok("soc", "jobs", "--running", *served.args()).stdout
     assert "backing up" in table and "2.93 KiB" in table and "25%" in table
+
+
+def test_the_status_view_marks_a_suspended_tenant() -> None:
+    from rich.console import Console
+
+    from vaultwatch.cli.soc import STATES, summary_view
+
+    counts = {s: 0 for s in STATES}
+    doc = {
+        "states": counts,
+        "agents": 0,
+        "running_jobs": 0,
+        "tenants": [
+            {"tenant_name": "Acme", "states": counts, "suspended": True},
+            {"tenant_name": "Globex", "states": counts, "suspended": False},
+        ],
+    }
+    console = Console(width=200, record=True)
+    console.print(summary_view(doc))
+    text = console.export_text()
+    assert "Acme (suspended)" in text and "Globex (suspended)" not in text

@@ -24,8 +24,10 @@ from tests.cli.conftest import (
     FAST_KDF,
     PASSPHRASE,
     corrupt_a_pack,
+    messages,
     read_tree,
     subprocess_env,
+    summary_of,
     vaultwatch_exe,
 )
 from tests.conftest import S3Endpoint
@@ -65,7 +67,7 @@ def test_round_trip(tmp_path: Path, data: Path) -> None:
     env = {"VAULTWATCH_REPO": str(repo)}
     first = run("repo", "backup", data, "--json", env=env)
     assert first.returncode == 0, first.stderr
-    snap = json.loads(first.stdout)
+    snap = summary_of(messages(first.stdout))
     assert snap["files_new"] == 3 and snap["errors"] == []
 
     (data / "alpha.txt").write_text("second version\n")
@@ -156,7 +158,7 @@ def test_unreadable_file_exits_3(tmp_path: Path, data: Path) -> None:
     assert result.stdout.splitlines()[-1].endswith(" saved")
 
     assert json_result.returncode == 3
-    doc = json.loads(json_result.stdout)
+    doc = summary_of(messages(json_result.stdout))
     assert [e["path"] for e in doc["errors"]] == [bad]
 
     # Both snapshots were written and the readable files in them restore.

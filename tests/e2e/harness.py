@@ -184,6 +184,8 @@ class Agent:
         agent: dict[str, Any] | None = None,
         network: dict[str, Any] | None = None,
         metrics_port: int | None = None,
+        hostname: str = "e2e-host",
+        enroll_args: tuple[str, ...] = (),
     ) -> None:
         self.root = root
         self.config = root / "etc" / "agent.toml"
@@ -204,7 +206,8 @@ class Agent:
             "--state-dir",
             str(self.state_dir),
             "--hostname",
-            "e2e-host",
+            hostname,
+            *enroll_args,
         )
         doc = tomllib.loads(self.config.read_text())
         doc["agent"].update(agent or {})
@@ -214,7 +217,8 @@ class Agent:
         if metrics_port is not None:
             doc["metrics"] = {"enabled": True, "address": "127.0.0.1", "port": metrics_port}
         self.config.write_text(tomli_w.dumps(doc))
-        self.passphrase = (root / "etc" / "passphrase").read_text().splitlines()[0]
+        self.passphrase_path = root / "etc" / "passphrase"
+        self.passphrase = self.passphrase_path.read_text().splitlines()[0]
 
     def start(self) -> None:
         with open(self.log, "ab") as out:

@@ -157,8 +157,8 @@ def read_everything(repo: Repository, snap: Snapshot) -> int:
     stack = [snap.tree]
     while stack:
         tid = stack.pop()
-        tree = Tree.from_bytes(repo.load_blob(tid))
-        count += 1
+        tree = Tree.from_bytes(repo.load_blob(tid), tid.hex(), repo.load_blob)
+        count += 1 + len(tree.parts)
         for n in tree.nodes:
             for bid in n.content:
                 repo.load_blob(bid)

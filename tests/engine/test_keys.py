@@ -409,3 +409,54 @@ def test_open_with_the_escrow_key(store: LocalStore) -> None:
     # A passphrase never opens an escrow slot, whatever it is.
     with pytest.raises(WrongPassphraseError):
         Repository.open(store, service.private_bytes_raw().hex())
+
+
+class _CountingStore(LocalStore):
+    """A local store that counts the key slots read and the listings of keys/."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.slot_reads = 0
+        self.key_listings = 0
+
+    def get(self, name: str) -> bytes:
+        if name.startswith("keys/"):
+            self.slot_reads += 1
+        return super().get(name)
+
+    def list(self, prefix: str = "") -> Any:
+        if prefix.startswith("keys/"):
+            self.key_listings += 1
+        return super().list(prefix)
+
+
+def test_a_known_slot_is_tried_first_and_alone(tmp_path: Path) -> None:
+    store = _CountingStore(tmp_path / "repo")
+    store.create_if_missing()
+    repo = Repository.init(store, "first", kdf=FAST, label="agent 1 (web-1)")
+    added = [repo.add_passphrase(f"server-{i}", FAST, label=f"agent {i}") for i in range(5)]
+    last = added[-1]
+
+    store.slot_reads = store.key_listings = 0
+    opened = Repository.open(store, "server-4", slot_id=last.slot_id)
+    assert opened.slot.slot_id == last.slot_id and opened.master == repo.master
+    assert (store.slot_reads, store.key_listings) == (1, 0)
+
+    store.slot_reads = 0
+    assert Repository.open(store, "server-4").slot.slot_id == last.slot_id
+    assert store.slot_reads == 6  # without the hint, every slot is read
+
+    # A stale or bogus hint still opens with the right passphrase.
+    for hint in (added[0].slot_id, "0" * 32, "../config"):
+        assert Repository.open(store, "server-4", slot_id=hint).slot.slot_id == last.slot_id
+    with pytest.raises(WrongPassphraseError):
+        Repository.open(store, "nobody's", slot_id=last.slot_id)
+
+
+def test_slot_labels_round_trip_and_older_slots_have_none(store: LocalStore) -> None:
+    repo = Repository.init(store, "pw", kdf=FAST, label="agent 42 (db-1)")
+    labels = {s.slot_id: s.label for s in load_slots(store)}
+    assert labels == {repo.slot.slot_id: "agent 42 (db-1)"}
+    doc = _doc(passphrase_slot(MASTER, "pw", FAST))
+    assert "label" not in doc
+    assert KeySlot.from_json("a" * 32, json.dumps(doc).encode()).label == ""

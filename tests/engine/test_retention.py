@@ -52,7 +52,8 @@ def kept_times(snaps: list[Snapshot], policy: RetentionPolicy) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("1y2m3d4h", Duration(1, 2, 3, 4)),
+        ("1y2mo3d4h", Duration(1, 2, 3, 4)),
+        ("2w", Duration(days=14)),
         ("4h", Duration(hours=4)),
         ("3d1y", Duration(years=1, days=3)),
         (" 10d ", Duration(days=10)),
@@ -73,7 +74,7 @@ def test_parse_duration(text: str, expected: Duration) -> None:
         ("-1d", "must not be negative"),
         ("d", "expected a number"),
         ("1.5d", "whole numbers"),
-        ("1d 2h", "expected a number"),
+        ("2m", "ambiguous here; write 'mo' for months"),
     ],
 )
 def test_parse_duration_errors_say_what_is_wrong(text: str, message: str) -> None:
@@ -108,7 +109,7 @@ def test_an_empty_policy_is_refused() -> None:
         ({"last": 1, "group_by": "host,color"}, "cannot group by 'color'"),
         ({"within": "0d"}, "longer than zero"),
         ({"keep_tags": [" , "]}, "names no tag"),
-        ({"within": "2w"}, "unknown unit 'w'"),
+        ({"within": "2m"}, "'m' is ambiguous here"),
     ],
 )
 def test_policy_options_are_validated(options: dict[str, object], message: str) -> None:
@@ -118,11 +119,11 @@ def test_policy_options_are_validated(options: dict[str, object], message: str) 
 
 def test_from_options_and_describe() -> None:
     p = RetentionPolicy.from_options(
-        last=3, daily=-1, within="1m", keep_tags=["a,b", "c"], group_by="host"
+        last=3, daily=-1, within="1mo", keep_tags=["a,b", "c"], group_by="host"
     )
     assert p.tags == (frozenset({"a", "b"}), frozenset({"c"}))
     assert p.group_by == ("host",)
-    assert p.describe() == "keep last 3, daily all, within 1m, tagged a,b, tagged c"
+    assert p.describe() == "keep last 3, daily all, within 1mo, tagged a,b, tagged c"
 
 
 # -- the rules -------------------------------------------------------------------------------

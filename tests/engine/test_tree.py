@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaultwatch.engine.errors import IntegrityError
-from vaultwatch.engine.tree import DIR, FILE, NODE_TYPES, SYMLINK, Node, Tree
+from vaultwatch.engine.tree import (
+    DIR,
+    FANOUT_MAX,
+    FILE,
+    NODE_TYPES,
+    SPLIT_NODES,
+    SYMLINK,
+    Node,
+    Tree,
+)
 
 # Text that may hold lone surrogates: what os.fsdecode makes of undecodable xattr names.
 any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=20)
@@ -239,3 +250,166 @@ def test_parsed_nodes_share_their_type_and_owner_strings() -> None:
     assert [n.user for n in parsed] == ["root"] * 50
     for attribute in ("type", "user", "group"):
         assert len({id(getattr(n, attribute)) for n in parsed}) == 1, attribute
+
+
+# -- split trees -------------------------------------------------------------------------
+
+
+def _many_nodes(count: int, prefix: str = "entry") -> list[Node]:
+    return [
+        Node(name=f"{prefix}-{i:06d}".encode(), type=FILE, size=i, content=[bytes([i % 256]) * 32])
+        for i in range(count)
+    ]
+
+
+class _Blobs:
+    """An in-memory blob store keyed like the repository (content hash)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[bytes, bytes] = {}
+
+    def save(self, data: bytes) -> bytes:
+        import hashlib
+
+        bid = hashlib.sha256(data).digest()
+        self.blobs[bid] = data
+        return bid
+
+    def load(self, bid: bytes) -> bytes:
+        return self.blobs[bid]
+
+
+def test_a_small_directory_keeps_the_single_blob_format() -> None:
+    tree = Tree(_many_nodes(SPLIT_NODES))
+    store = _Blobs()
+    tid = tree.save(store.save)
+    assert list(store.blobs) == [tid]
+    assert store.blobs[tid] == tree.to_bytes()
+
+
+def test_a_large_directory_is_split_and_reads_back_whole() -> None:
+    nodes = _many_nodes(20_000)
+    store = _Blobs()
+    tid = Tree(list(reversed(nodes))).save(store.save)
+    top = json.loads(store.blobs[tid])
+    assert top["count"] == len(nodes) and "nodes" not in top
+    assert len(top["parts"]) <= FANOUT_MAX  # two index levels for this many parts
+    back = Tree.from_bytes(store.blobs[tid], tid.hex(), store.load)
+    assert back.nodes == nodes
+    assert set(back.parts) == set(store.blobs) - {tid}
+    with pytest.raises(IntegrityError, match="without its parts"):
+        Tree.from_bytes(store.blobs[tid], tid.hex())
+
+
+def test_one_changed_entry_rewrites_one_part_and_the_indexes_above_it() -> None:
+    nodes = _many_nodes(10_000)
+    store = _Blobs()
+    Tree(nodes).save(store.save)
+    before = set(store.blobs)
+    changed = [
+        Node(n.name, n.type, size=n.size + 1) if i == 4321 else n for i, n in enumerate(nodes)
+    ]
+    inserted = [*changed, Node(name=b"entry-004321x", type=FILE)]
+    Tree(inserted).save(store.save)
+    new = set(store.blobs) - before
+    assert 1 <= len(new) <= 2 + 2  # at most two neighbouring parts, the index levels
+    assert sum(len(store.blobs[b]) for b in new) < 20_000
+
+
+def test_a_split_tree_with_a_wrong_count_is_malformed() -> None:
+    store = _Blobs()
+    tid = Tree(_many_nodes(2000)).save(store.save)
+    doc = json.loads(store.blobs[tid])
+    doc["count"] += 1
+    bad = json.dumps(doc).encode()
+    with pytest.raises(IntegrityError, match="malformed"):
+        Tree.from_bytes(bad, "bad", store.load)
+
+
+def test_split_trees_through_backup_restore_prune_and_check(tmp_path: Path) -> None:
+    """A 1,200-file directory: restored exactly, its parts kept by prune and verified by check."""
+    from tests.engine.maint_helpers import make_repo, reopen
+    from tests.engine.treecompare import describe
+    from vaultwatch.engine.backup import BackupOptions, backup
+    from vaultwatch.engine.check import BLOB_MISSING, TREE_DAMAGED, check
+    from vaultwatch.engine.pack import pack_name
+    from vaultwatch.engine.prune import prune
+    from vaultwatch.engine.restore import restore
+    from vaultwatch.engine.retention import forget_snapshots
+
+    repo = make_repo(tmp_path)
+    src = tmp_path / "src"
+    wide = src / "a" / "b" / "wide"
+    wide.mkdir(parents=True)
+    for i in range(1200):
+        (wide / f"f{i:05d}.txt").write_text(f"file {i}\n")
+    first = backup(repo, [str(src)])
+    with open(wide / "f00123.txt", "a") as fh:
+        fh.write("one more line\n")
+    second = backup(repo, [str(src)], BackupOptions(dirty_paths={os.fsencode(wide)}))
+    wide_tree_id = _subtree(repo, second.snapshot.tree, os.fsencode(wide))
+    wide_tree = repo.load_tree(wide_tree_id)
+    assert len(wide_tree.nodes) == 1200 and wide_tree.parts
+    forget_snapshots(repo, [first.snapshot.id])
+    prune(repo)
+    fresh = reopen(repo)
+    target = tmp_path / "restore"
+    res = restore(fresh, fresh.find_snapshot("latest"), target)
+    assert not res.errors
+    assert describe(target / str(src).lstrip("/")) == describe(src)
+    assert check(reopen(repo), read_data=True).ok
+    # damage one part: check names the directory
+    part = wide_tree.parts[len(wide_tree.parts) // 2]
+    loc = fresh.lookup(part)
+    assert loc is not None
+    path = tmp_path / "repo" / pack_name(loc.pack_id)
+    data = bytearray(path.read_bytes())
+    data[loc.offset + 20] ^= 0xFF
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
+    result = check(reopen(repo))
+    damaged = [p for p in result.errors if p.kind in (TREE_DAMAGED, BLOB_MISSING)]
+    assert damaged and damaged[0].path == os.fsdecode(wide)
+
+
+def _subtree(repo: Any, tree_id: bytes, path: bytes) -> bytes:
+    for part in [p for p in path.split(b"/") if p]:
+        node = repo.load_tree(tree_id).find(part)
+        assert node is not None and node.subtree is not None
+        tree_id = node.subtree
+    return tree_id
+
+
+def test_a_large_directory_in_the_single_blob_format_stays_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repositories written before split trees: a 2,000-entry tree in one blob."""
+    from tests.engine.maint_helpers import make_repo, reopen
+    from tests.engine.treecompare import describe
+    from vaultwatch.engine import tree as tree_module
+    from vaultwatch.engine.backup import BackupOptions, backup
+    from vaultwatch.engine.check import check
+    from vaultwatch.engine.restore import restore
+
+    repo = make_repo(tmp_path)
+    src = tmp_path / "src"
+    wide = src / "wide"
+    wide.mkdir(parents=True)
+    for i in range(2000):
+        (wide / f"f{i:05d}.txt").write_text(f"file {i}\n")
+    monkeypatch.setattr(tree_module, "SPLIT_NODES", 1 << 40)
+    old = backup(repo, [str(src)])
+    monkeypatch.undo()
+    old_tree = repo.load_tree(_subtree(repo, old.snapshot.tree, os.fsencode(wide)))
+    assert not old_tree.parts and len(old_tree.nodes) == 2000
+    (wide / "f00007.txt").write_text("changed\n")
+    new = backup(repo, [str(src)], BackupOptions(dirty_paths={os.fsencode(wide)}))
+    assert new.files_changed == 1 and new.files_unmodified == 1999
+    assert repo.load_tree(_subtree(repo, new.snapshot.tree, os.fsencode(wide))).parts
+    fresh = reopen(repo)
+    res = restore(fresh, fresh.find_snapshot(old.snapshot.id), tmp_path / "restore")
+    assert not res.errors
+    assert (tmp_path / "restore" / str(wide).lstrip("/") / "f00007.txt").read_text() == "file 7\n"
+    assert check(reopen(repo), read_data=True).ok
+    restore(fresh, fresh.find_snapshot(new.snapshot.id), tmp_path / "restore2")
+    assert describe(tmp_path / "restore2" / str(src).lstrip("/")) == describe(src)

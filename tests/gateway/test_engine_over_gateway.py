@@ -3,25 +3,55 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import S3Endpoint
 from tests.engine.treecompare import build_tree, describe
-from tests.gateway.harness import GatewayServer
+from tests.gateway.harness import GatewayServer, running_gateway
 from vaultwatch.catalog.vaults import get_tenant_vault
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.check import check
 from vaultwatch.engine.keys import KdfParams
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import restore
+from vaultwatch.store.base import Store
 from vaultwatch.store.errors import StorePermissionError
+from vaultwatch.store.url import open_store
 
 FAST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
 PASSPHRASE = "correct horse battery staple"
 
 
 def test_backup_restore_and_check(gateway: GatewayServer, tmp_path: Path) -> None:
+    backup_restore_and_check(gateway, tmp_path, gateway.vault)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("server", ["s3_endpoint", "seaweedfs_endpoint"], ids=["moto", "seaweedfs"])
+def test_backup_restore_and_check_with_vaults_on_s3(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The same, with the server's vaults in an S3 bucket: moto, and SeaweedFS, a real S3 server."""
+    endpoint: S3Endpoint = request.getfixturevalue(server)
+    vault_url = f"s3:{endpoint.url}/vw-vaults-{uuid.uuid4().hex[:12]}/vaults"
+    with running_gateway(tmp_path / "data", None, "sqlite", vault_url=vault_url) as gateway:
+
+        def vault(tenant_id: uuid.UUID) -> Store:
+            return open_store(gateway.settings.vault_location(str(tenant_id)))
+
+        backup_restore_and_check(gateway, tmp_path, vault)
+        agent = gateway.enroll()  # each tenant under its own key prefix of the one bucket
+        assert vault(agent.tenant_id).location == f"{vault_url}/{agent.tenant_id}"
+
+
+def backup_restore_and_check(
+    gateway: GatewayServer, tmp_path: Path, server_vault: Callable[[uuid.UUID], Store]
+) -> None:
+    """Two backups through the gateway, restores of both, and a check of the vault behind it."""
     agent = gateway.enroll()
     source = tmp_path / "src"
     build_tree(source)
@@ -62,7 +92,7 @@ def test_backup_restore_and_check(gateway: GatewayServer, tmp_path: Path) -> Non
     reader.close()
 
     # The vault on the server is a sound repository on its own.
-    server_side = Repository.open(gateway.vault(agent.tenant_id), PASSPHRASE)
+    server_side = Repository.open(server_vault(agent.tenant_id), PASSPHRASE)
     report = check(server_side, read_data=True)
     assert report.ok, report.to_dict()
     assert report.snapshots == 2 and report.packs_read == report.packs

@@ -40,6 +40,23 @@ def _sets(gateway: GatewayServer, agent: EnrolledAgent) -> dict[str, BackupSet]:
         return {bs.name: bs for bs in rows.scalars()}
 
 
+def test_heartbeat_records_the_retention_a_set_asks_for(gateway: GatewayServer) -> None:
+    agent = gateway.enroll()
+    client = gateway.client(agent.credential)
+    body = heartbeat_body()
+    body["backup_sets"][0]["retention"] = {"daily": 90, "within": "2d"}
+    assert client.post("/api/v1/heartbeat", json=body).status_code == 200
+    sets = _sets(gateway, agent)
+    assert sets["etc"].retention == {"within": "2d", "daily": 90}
+    assert sets["db"].retention == {} and sets["etc"].operator_retention is None
+    del body["backup_sets"][0]["retention"]  # taken out of the configuration again
+    assert client.post("/api/v1/heartbeat", json=body).status_code == 200
+    assert _sets(gateway, agent)["etc"].retention == {}
+    body["backup_sets"][0]["retention"] = {"daily": 0}  # keeps nothing
+    r = client.post("/api/v1/heartbeat", json=body)
+    assert r.status_code == 422 and "empty policy" in r.text
+
+
 def test_heartbeat_records_facts_and_sets(gateway: GatewayServer) -> None:
     agent = gateway.enroll()
     client = gateway.client(agent.credential)

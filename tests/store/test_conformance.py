@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import S3Endpoint
+from tests.conftest import S3Endpoint, fresh_s3_store
 from vaultwatch.store.base import Store, StoredObject
 from vaultwatch.store.errors import (
     InvalidObjectNameError,
@@ -21,7 +21,13 @@ from vaultwatch.store.errors import (
 from vaultwatch.store.local import LocalStore
 from vaultwatch.store.s3 import S3Store
 
-KINDS = ["local", pytest.param("s3", marks=pytest.mark.s3)]
+# S3 runs on moto (a model of AWS) and on SeaweedFS (a real S3 server).
+KINDS = [
+    "local",
+    pytest.param("s3", marks=pytest.mark.s3),
+    pytest.param("s3-seaweedfs", marks=pytest.mark.s3),
+]
+S3_ENDPOINTS = {"s3": "s3_endpoint", "s3-seaweedfs": "seaweedfs_endpoint"}
 
 
 @pytest.fixture(params=KINDS)
@@ -32,7 +38,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield local
         local.close()
     else:
-        yield request.getfixturevalue("s3_store")
+        with fresh_s3_store(request.getfixturevalue(S3_ENDPOINTS[request.param])) as s3:
+            yield s3
 
 
 @pytest.fixture(params=KINDS)
@@ -41,7 +48,7 @@ def missing_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     if request.param == "local":
         yield LocalStore(tmp_path / "does-not-exist")
     else:
-        endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
+        endpoint: S3Endpoint = request.getfixturevalue(S3_ENDPOINTS[request.param])
         s3 = S3Store(f"vw-missing-{uuid.uuid4().hex[:12]}", endpoint_url=endpoint.url)
         yield s3
         s3.close()

@@ -20,8 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from tests.conftest import S3Endpoint
+from tests.conftest import S3Endpoint, fresh_s3_store
 from vaultwatch.store.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
@@ -137,6 +138,24 @@ def test_without_conditional_put_overwrite_is_still_refused(s3_endpoint: S3Endpo
     assert store.get("keys/k1") == b"third"
 
 
+@pytest.mark.parametrize("server", ["s3_endpoint", "seaweedfs_endpoint"], ids=["moto", "seaweedfs"])
+def test_endpoint_itself_refuses_to_replace(server: str, request: pytest.FixtureRequest) -> None:
+    """Append-only holds in the object store: a conditional create of an existing key gets 412."""
+    endpoint: S3Endpoint = request.getfixturevalue(server)
+    with fresh_s3_store(endpoint) as store:
+        assert store.conditional_put is True  # probed: the second create was refused
+        store.put("keys/k1", b"first")
+        client = boto3.client("s3", endpoint_url=endpoint.url)
+        with pytest.raises(ClientError) as info:  # another writer, not through the store
+            client.put_object(Bucket=store.bucket, Key="keys/k1", Body=b"x", IfNoneMatch="*")
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+        with pytest.raises(ObjectExistsError, match="keys/k1"):
+            store.put("keys/k1", b"second")
+        assert store.get("keys/k1") == b"first"
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=store.bucket)["Contents"]]
+        assert keys == ["keys/k1"]  # the probe's scratch object was removed
+
+
 def test_unreachable_endpoint_fails_fast() -> None:
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
     store = S3Store(
@@ -201,6 +220,8 @@ class ScriptedS3:
     requests: list[Request] = field(default_factory=list)
 
     def store(self, **kwargs: object) -> S3Store:
+        """A store on the scripted server; it trusts If-None-Match unless told to probe."""
+        kwargs.setdefault("conditional_put", True)
         return S3Store(
             "vw-scripted",
             endpoint_url=self.url,
@@ -421,3 +442,86 @@ def test_missing_key_vs_missing_bucket_on_head(scripted: ScriptedS3) -> None:
         store.size("config")
     with pytest.raises(RepositoryNotFoundError):
         store.delete("config")
+
+
+def bucket_server(scripted: ScriptedS3, if_none_match: str) -> dict[str, bytes]:
+    """Serve one bucket from a dict; ``if_none_match`` is "honour", "ignore" or "501"."""
+    stored: dict[str, bytes] = {}
+
+    def respond(request: Request) -> Reply:
+        key = request.path
+        if request.method == "PUT" and "If-None-Match" in request.headers:
+            if if_none_match == "501":
+                return error(501, "NotImplemented")
+            if if_none_match == "honour" and key in stored:
+                return error(412, "PreconditionFailed")
+        if request.method == "PUT":
+            stored[key] = request.body
+            return 200, {"ETag": '"x"'}, b""
+        if request.method == "HEAD":
+            if key in stored:
+                return 200, {"Content-Length": str(len(stored[key]))}, b""
+            return 404, {}, b""
+        if request.method == "DELETE":
+            stored.pop(key, None)
+            return 204, {}, b""
+        return error(400, "Unexpected")
+
+    scripted.respond = respond
+    return stored
+
+
+PROBE = "/vw-scripted/.tmp-conditional-put-probe-"
+
+
+def probes(scripted: ScriptedS3) -> list[str]:
+    """The requests seen, with the probe's random scratch name made constant."""
+    return [line.split(PROBE)[0] + PROBE if PROBE in line else line for line in scripted.seen()]
+
+
+def test_probe_finds_conditional_writes_once(scripted: ScriptedS3) -> None:
+    stored = bucket_server(scripted, "honour")
+    store = scripted.store(conditional_put=None, max_attempts=1)
+    store.put("keys/k1", b"first")
+    assert probes(scripted) == [
+        f"PUT {PROBE}",  # created
+        f"PUT {PROBE}",  # refused with 412: the endpoint honours If-None-Match
+        f"DELETE {PROBE}",
+        "PUT /vw-scripted/keys/k1",
+    ]
+    assert scripted.requests[-1].headers["If-None-Match"] == "*"
+    assert store.conditional_put is True
+    scripted.requests.clear()
+    with pytest.raises(ObjectExistsError):
+        store.put("keys/k1", b"second")
+    assert scripted.seen() == ["PUT /vw-scripted/keys/k1"]  # no second probe, no HEAD
+    assert stored == {"/vw-scripted/keys/k1": b"first"}
+
+
+@pytest.mark.parametrize("answer", ["ignore", "501"])
+def test_probe_finds_endpoint_without_conditional_writes(scripted: ScriptedS3, answer: str) -> None:
+    """An endpoint that ignores the header (200, overwritten) is found out, not trusted."""
+    stored = bucket_server(scripted, answer)
+    store = scripted.store(conditional_put=None, max_attempts=1)
+    store.put("keys/k1", b"first")
+    assert store.conditional_put is False
+    assert probes(scripted)[-2:] == ["HEAD /vw-scripted/keys/k1", "PUT /vw-scripted/keys/k1"]
+    assert "If-None-Match" not in scripted.requests[-1].headers
+    with pytest.raises(ObjectExistsError):
+        store.put("keys/k1", b"second")
+    assert stored == {"/vw-scripted/keys/k1": b"first"}  # and no scratch object left behind
+
+
+def test_probe_that_cannot_tell_is_tried_again(scripted: ScriptedS3) -> None:
+    """A scratch write the endpoint refuses (403) decides nothing: the header is still sent."""
+    stored = bucket_server(scripted, "honour")
+    honour = scripted.respond
+    scripted.respond = lambda r: error(403, "AccessDenied") if PROBE in r.path else honour(r)
+    store = scripted.store(conditional_put=None, max_attempts=1)
+    store.put("keys/k1", b"first")
+    assert probes(scripted) == [f"PUT {PROBE}", "PUT /vw-scripted/keys/k1"]
+    assert scripted.requests[-1].headers["If-None-Match"] == "*"
+    assert store.conditional_put is None
+    scripted.respond = honour
+    assert store.conditional_put is True
+    assert stored == {"/vw-scripted/keys/k1": b"first"}

@@ -336,3 +336,21 @@ def test_an_alarm_about_a_gateway_is_diagnosed_as_that_node() -> None:
         str(agent),
     )
     assert console.router is not console_ops.router
+
+
+def test_the_fleet_marks_a_suspended_tenant(api: SocApi, seeded: Seeded) -> None:
+    from vaultwatch.catalog.tenant_lifecycle import resume_tenant, suspend_tenant
+
+    with api.catalog.session() as session:
+        suspend_tenant(session, api.tenant_id, actor="system:test", reason="invoice unpaid")
+    try:
+        login(api.client)
+        page = api.client.get("/console/fleet")
+        acme = re.search(rf'<tr id="tenant-{api.tenant_id}".*?</tr>', page.text, re.S)
+        other = re.search(rf'<tr id="tenant-{api.other_tenant_id}".*?</tr>', page.text, re.S)
+        assert acme and other
+        assert 'title="invoice unpaid">suspended</span>' in acme.group(0)
+        assert "suspended" not in other.group(0)
+    finally:
+        with api.catalog.session() as session:
+            resume_tenant(session, api.tenant_id, actor="system:test")

@@ -19,6 +19,9 @@ from typing import Any, Literal, TypeVar
 
 import tomli_w
 
+from vaultwatch.durations import EXAMPLES, DurationError, parse_seconds
+from vaultwatch.engine.errors import PolicyError
+from vaultwatch.engine.retention import RetentionPolicy
 from vaultwatch.errors import VaultwatchError
 
 DEFAULT_CONFIG_PATH = Path("/etc/vaultwatch/agent.toml")
@@ -30,8 +33,6 @@ Mode = Literal["continuous", "scheduled"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 class ConfigError(VaultwatchError):
@@ -91,6 +92,8 @@ class BackupSetConfig:
     # both
     retry_after: float = 300.0
     rpo: float = 900.0
+    retention: dict[str, Any] | None = None
+    """Retention the service should add for this set (a policy document); None: its default."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class AgentConfig:
     metrics: MetricsConfig
     backup_sets: list[BackupSetConfig]
     log_level: str = "info"
+    key_slot: str | None = None
+    """This agent's own key slot in the tenant's vault, tried first when opening it."""
 
 
 # -- value parsing -------------------------------------------------------------------------
@@ -217,10 +222,10 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m is None:
-            raise _Bad(f'must be a duration such as 30, "30s", "5m" or "1h", got {value!r}')
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        try:
+            seconds = parse_seconds(value)
+        except DurationError as exc:
+            raise _Bad(f"must be a duration such as {EXAMPLES}: {exc}") from None
     else:
         raise _Bad(f"must be a duration, got {_type_name(value)}")
     if seconds < 0:
@@ -308,6 +313,13 @@ def _log_level(value: Any) -> str:
     return text
 
 
+def _key_slot(value: Any) -> str:
+    text = _str(value)
+    if not re.fullmatch(r"[0-9a-f]{32}", text):
+        raise _Bad(f"must be a key slot id (32 hex digits), got {text!r}")
+    return text
+
+
 def _path(base: Path) -> Callable[[Any], Path]:
     def parse(value: Any) -> Path:
         text = _nonempty_str(value)
@@ -320,6 +332,20 @@ def _path(base: Path) -> Callable[[Any], Path]:
 # -- the file --------------------------------------------------------------------------------
 
 
+def _retention(section: _Section) -> dict[str, Any] | None:
+    """The set's ``[backup_set.retention]`` table, checked with the service's policy grammar."""
+    section.used.add("retention")
+    if "retention" not in section.data:
+        return None
+    try:
+        policy = RetentionPolicy.from_document(
+            section.data["retention"], where=section.key("retention")
+        )
+    except PolicyError as exc:
+        raise ConfigError(f"{section.path}: {exc}") from None
+    return policy.to_document()
+
+
 def _backup_set(section: _Section) -> BackupSetConfig:
     name = section.require("name", _nonempty_str)
     if not _NAME_RE.match(name):
@@ -328,6 +354,7 @@ def _backup_set(section: _Section) -> BackupSetConfig:
     mode = section.require("mode", _mode)
     excludes: list[str] = section.get("excludes", _str_list, [])
     retry_after = section.get("retry_after", _positive_duration, 300.0)
+    retention = _retention(section)
     if mode == "continuous":
         for key in ("interval", "at", "weekdays"):
             if key in section.data:
@@ -349,6 +376,7 @@ def _backup_set(section: _Section) -> BackupSetConfig:
             rescan=rescan,
             retry_after=retry_after,
             rpo=rpo,
+            retention=retention,
         )
     for key in ("quiet", "max_delay", "rescan"):
         if key in section.data:
@@ -375,6 +403,7 @@ def _backup_set(section: _Section) -> BackupSetConfig:
         weekdays=weekdays,
         retry_after=retry_after,
         rpo=rpo,
+        retention=retention,
     )
 
 
@@ -391,6 +420,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
     heartbeat = agent.get("heartbeat", _positive_duration, 60.0)
     upload_workers = agent.get("upload_workers", _int_range(1, 16), 1)
     log_level = agent.get("log_level", _log_level, "info")
+    key_slot = agent.optional("key_slot", _key_slot)
     agent.finish()
 
     server = _Section("server", root.require("server", lambda v: v), path)
@@ -439,6 +469,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> AgentConfig:
         metrics=metrics,
         backup_sets=sets,
         log_level=log_level,
+        key_slot=key_slot,
     )
 
 
@@ -459,22 +490,6 @@ def load_config(path: Path) -> AgentConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_config(data, path)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only root can read (0600 from its creation, never world-readable in between)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def missing_paths(config: AgentConfig) -> list[tuple[str, str]]:
@@ -499,6 +514,7 @@ def config_document(
     passphrase_file: Path,
     backup_sets: list[dict[str, Any]] | None = None,
     hostname: str | None = None,
+    key_slot: str | None = None,
 ) -> dict[str, Any]:
     """The TOML document ``enroll`` writes (backup sets are added by the administrator).
 
@@ -516,6 +532,7 @@ def config_document(
             "passphrase_file": str(passphrase_file),
             "heartbeat": "60s",
             **({"hostname": hostname} if hostname else {}),
+            **({"key_slot": key_slot} if key_slot else {}),
         },
         "server": server,
         "metrics": {"enabled": False, "address": "127.0.0.1", "port": 9469},

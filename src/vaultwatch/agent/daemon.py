@@ -30,7 +30,7 @@ from vaultwatch import __version__
 from vaultwatch.agent.client import ApiError, Backoff, GatewayClient, NetworkDown
 from vaultwatch.agent.config import AgentConfig, BackupSetConfig
 from vaultwatch.agent.jobs import JobRunner
-from vaultwatch.agent.journal import Journal
+from vaultwatch.agent.journal import GOOD_STATES, Journal
 from vaultwatch.agent.metrics import AgentMetrics
 from vaultwatch.agent.schedule import Clock, Scheduler, SetTrigger, SystemClock
 from vaultwatch.agent.status import (
@@ -54,6 +54,13 @@ StoreFactory = Callable[[Callable[[str], None]], Store]
 JOURNAL_FILE = "journal.sqlite"
 PROGRESS_REPORT_EVERY = 2.0
 STOP_GRACE = 10.0
+# The main loop's longest sleep: wall-clock schedules are re-read at least this often
+# (a clock step or a suspend moves them); events and stops wake it sooner.
+MAX_IDLE_SLEEP = 60.0
+# How often an idle agent rewrites status.json without anything happening.
+IDLE_STATUS_EVERY = 30.0
+BLOCKED_POLL = 2.0
+"""How often a blocked agent looks whether its passphrase file was fixed."""
 
 
 def platform_name() -> str:
@@ -138,6 +145,7 @@ class Agent:
                 )
         self.scheduler = Scheduler(triggers)
         self._report_wake = threading.Event()
+        self._status_wake = threading.Event()  # something the status shows changed
         self._online = threading.Event()  # set by each delivered heartbeat
         self.runner = JobRunner(
             config,
@@ -158,11 +166,14 @@ class Agent:
         self.started = time.time()
         self.watcher = Watcher(
             config.backup_sets,
-            self.scheduler.notify_change,
+            self._changed,
             self._overflow,
             ignored=[str(config.state_dir)],
         )
         self._threads: list[threading.Thread] = []
+        self.blocked: str | None = None
+        """Why the agent runs no jobs: a failure no retry can fix, until its key file changes."""
+        self._blocked_key: tuple[int, int, int] | None = None
 
     # -- the vault ------------------------------------------------------------------------
 
@@ -174,7 +185,11 @@ class Agent:
                 store = self.store_factory(self.runner.on_store_state)
                 try:
                     self._repo = open_vault(
-                        store, passphrase, upload_workers=self.config.upload_workers
+                        store,
+                        passphrase,
+                        upload_workers=self.config.upload_workers,
+                        slot_id=self.config.key_slot,
+                        passphrase_file=self.config.passphrase_file,
                     )
                 except BaseException:
                     store.close()
@@ -183,6 +198,10 @@ class Agent:
             return self._repo
 
     # -- callbacks --------------------------------------------------------------------------
+
+    def _changed(self, name: str, dirs: list[str]) -> None:
+        self.scheduler.notify_change(name, dirs)
+        self._status_wake.set()
 
     def _overflow(self) -> None:
         log.warning("file-system events were lost (queue overflow): rescanning every set")
@@ -197,7 +216,7 @@ class Agent:
     ) -> None:
         if last_run is not None:
             self.metrics.last_backup.labels(name).set(last_run)
-            self.metrics.last_ok.labels(name).set(1 if state in ("succeeded", "partial") else 0)
+            self.metrics.last_ok.labels(name).set(1 if state in GOOD_STATES else 0)
         if last_success is not None:
             self.metrics.last_success.labels(name).set(last_success)
 
@@ -205,7 +224,7 @@ class Agent:
         now = time.time()
         self.metrics.jobs.labels(cfg.name, state).inc()
         self.metrics.last_backup.labels(cfg.name).set(now)
-        ok = state in ("succeeded", "partial")
+        ok = state in GOOD_STATES
         self.metrics.last_ok.labels(cfg.name).set(1 if ok else 0)
         if ok:
             self.metrics.last_success.labels(cfg.name).set(now)
@@ -239,6 +258,8 @@ class Agent:
             sched = schedule_text(s)
             if sched is not None:
                 item["schedule"] = sched
+            if s.retention is not None:
+                item["retention"] = s.retention
             sets.append(item)
         return {
             "agent_version": __version__,
@@ -378,9 +399,12 @@ class Agent:
                 "last_error": rec.last_error if rec else None,
                 "last_snapshot": rec.last_snapshot if rec else None,
                 "pending_changes": trigger.debouncer.pending,
+                "changed_dirs": trigger.changes.pending,
                 "next_due": next_due.timestamp() if next_due else None,
             }
         state = "idle" if live is None else live.state
+        if live is None and self.blocked is not None:
+            state = "blocked"
         return {
             "pid": os.getpid(),
             "version": __version__,
@@ -389,6 +413,7 @@ class Agent:
             "started": self.started,
             "updated": time.time(),
             "state": state,
+            "blocked": self.blocked,
             "job": job,
             "backup_sets": sets,
             "gateways": dict(self.gateways),
@@ -401,7 +426,8 @@ class Agent:
     def write_status(self) -> None:
         """Rewrite status.json and the state metrics now."""
         doc = self.status_document()
-        state = doc["state"] if doc["state"] in ("running", "waiting_for_network") else "idle"
+        active = ("running", "waiting_for_network", "blocked")
+        state = doc["state"] if doc["state"] in active else "idle"
         self.metrics.state.state(state)
         job = doc["job"]
         self.metrics.job_bytes_done.set(job["bytes_done"] if job else 0)
@@ -424,7 +450,12 @@ class Agent:
             ):
                 last_report = now
                 self.runner.report()
-            self.stop_event.wait(1.0)
+            if self.stop_event.wait(1.0):
+                break
+            if self.runner.live is None:
+                # Idle: nothing in the status moves but on an event or a job start.
+                self._status_wake.wait(IDLE_STATUS_EVERY)
+            self._status_wake.clear()
 
     # -- main loop ----------------------------------------------------------------------------
 
@@ -446,7 +477,7 @@ class Agent:
         """Finish the jobs an earlier run of the agent left open, under their own uids."""
         sets = {s.name: s for s in self.config.backup_sets}
         for job in self.journal.open_jobs():
-            if self.stop_event.is_set():
+            if self.stop_event.is_set() or self.blocked is not None:
                 return
             cfg = sets.get(job.backup_set)
             if cfg is None:
@@ -462,13 +493,62 @@ class Agent:
 
     def _run(self, cfg: BackupSetConfig, reason: str, job: Any = None) -> None:
         trigger = self.scheduler.triggers[cfg.name]
+        # Change-driven runs list only the directories with events; a periodic rescan, a
+        # resumed job and a scheduled set walk everything.
+        full = cfg.mode != "continuous" or reason == "rescan" or job is not None
+        dirty = trigger.changes.take(full=full)
         trigger.started()
-        state, _ = self.runner.run(cfg, reason, job)
+        self._status_wake.set()
+        state, result = self.runner.run(cfg, reason, job, dirty_paths=dirty)
+        if result is not None:
+            # Unreadable files are not in the snapshot: list their directories again next time.
+            retry = {p for e in result.errors for p in (e.path, os.path.dirname(e.path))}
+            trigger.changes.committed(retry)
+        else:
+            trigger.changes.failed()
         if state == "failed":
             trigger.failed()
+        if self.runner.permanent_failure is not None:
+            self._block(self.runner.permanent_failure)
+
+    # -- a failure no retry can fix ----------------------------------------------------------
+
+    def _key_fingerprint(self) -> tuple[int, int, int]:
+        """What changes when someone fixes the passphrase file (replaced, rewritten, created)."""
+        try:
+            st = os.stat(self.config.passphrase_file)
+        except OSError:
+            return (0, 0, 0)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _block(self, reason: str) -> None:
+        self.blocked = reason
+        self._blocked_key = self._key_fingerprint()
+        with self._repo_lock:
+            self._repo = None
+        log.error(
+            "no more backups until this is fixed (the agent tries again when %s changes, or "
+            "when it restarts): %s",
+            self.config.passphrase_file,
+            reason,
+        )
+
+    def still_blocked(self) -> bool:
+        """Whether the agent stays blocked; a changed passphrase file lets it try again."""
+        if self.blocked is None:
+            return False
+        if self._key_fingerprint() == self._blocked_key:
+            return True
+        log.info("%s changed: trying the vault again", self.config.passphrase_file)
+        self.blocked = None
+        for trigger in self.scheduler.triggers.values():
+            trigger.retry_now()
+        return False
 
     def run_once(self) -> bool:
         """Run the next due set, if any; True when one ran."""
+        if self.still_blocked():
+            return False
         due = self.scheduler.next_due()
         if due is None:
             return False
@@ -481,10 +561,14 @@ class Agent:
         """Run due sets until stopped."""
         self.resume_open_jobs()
         while not self.stop_event.is_set():
+            if self.still_blocked():
+                self.stop_event.wait(BLOCKED_POLL)
+                continue
             if self.run_once():
                 self.journal.prune()
                 continue
-            wait = min(self.scheduler.seconds_until_next(), 1.0)
+            # Sleeps until the next set is due; a change event or a stop wakes it at once.
+            wait = min(self.scheduler.seconds_until_next(), MAX_IDLE_SLEEP)
             self.scheduler.wake.wait(max(wait, 0.05))
             self.scheduler.wake.clear()
 
@@ -492,6 +576,7 @@ class Agent:
         """Stop threads and close what is open (the running job stays resumable)."""
         self.stop_event.set()
         self._report_wake.set()
+        self._status_wake.set()
         self._online.set()
         self.scheduler.wake.set()
         try:

@@ -27,9 +27,10 @@ import httpx
 from vaultwatch.agent.client import Backoff, NetworkDown
 from vaultwatch.agent.config import AgentConfig, BackupSetConfig
 from vaultwatch.agent.journal import FINAL_STATES, JobFileCache, JobRecord, Journal
-from vaultwatch.agent.vault import AgentRepository
+from vaultwatch.agent.snapshots import set_tag
+from vaultwatch.agent.vault import AgentRepository, PassphraseError, is_unchanged
 from vaultwatch.engine.backup import BackupOptions, BackupResult, backup
-from vaultwatch.engine.errors import SnapshotNotFoundError
+from vaultwatch.engine.errors import SnapshotNotFoundError, WrongPassphraseError
 from vaultwatch.engine.lock import list_locks
 from vaultwatch.engine.progress import Progress
 from vaultwatch.errors import VaultwatchError
@@ -39,6 +40,7 @@ log = logging.getLogger("vaultwatch.agent.jobs")
 
 RUNNING = "running"
 WAITING = "waiting_for_network"
+UNCHANGED = "unchanged"
 MAX_REPORTED_ERRORS = 50
 
 
@@ -48,6 +50,15 @@ def is_network_error(exc: BaseException) -> bool:
         exc,
         StoreUnavailableError | NetworkDown | httpx.TransportError | ConnectionError | TimeoutError,
     )
+
+
+def is_permanent_error(exc: BaseException) -> bool:
+    """Whether a failure will recur on every try until someone acts (the key does not open the vault).
+
+    Retrying such a job every ``retry_after`` only repeats the error: the
+    agent stops running jobs and says why instead.
+    """
+    return isinstance(exc, WrongPassphraseError | PassphraseError)
 
 
 @dataclass
@@ -113,6 +124,8 @@ def report_body(
         body["files_total"] = saved + len(result.errors)
         body["eta_seconds"] = 0
         snap = result.snapshot
+        if is_unchanged(snap):
+            return body  # nothing was written: the parent snapshot still describes the set
         body["snapshot"] = {
             "id": snap.id,
             "hostname": snap.hostname,
@@ -156,6 +169,8 @@ class JobRunner:
         self._lock = threading.Lock()
         self._reload_index = False
         self.hostname = config.hostname or socket.gethostname()
+        self.permanent_failure: str | None = None
+        """Set when the last job failed in a way no retry can fix (see is_permanent_error)."""
 
     # -- state shown to the outside ---------------------------------------------------------
 
@@ -204,9 +219,17 @@ class JobRunner:
     # -- running --------------------------------------------------------------------------------
 
     def run(
-        self, cfg: BackupSetConfig, reason: str, resume: JobRecord | None = None
+        self,
+        cfg: BackupSetConfig,
+        reason: str,
+        resume: JobRecord | None = None,
+        *,
+        dirty_paths: set[bytes] | None = None,
     ) -> tuple[str, BackupResult | None]:
         """Run (or resume) the set's job to its end; returns (final state, result).
+
+        ``dirty_paths`` are the directories with changes since the set's last
+        snapshot (the backup lists only them); None walks everything.
 
         Returns ("stopped", None) when the agent is stopping: the job stays
         open in the journal and resumes at the next start.
@@ -215,6 +238,7 @@ class JobRunner:
         live = LiveJob(job.job_uid, cfg.name, job.reason or reason, attempts=job.attempts)
         with self._lock:
             self.live = live
+        self.permanent_failure = None
         if job.attempts:
             log.info("resuming job %s of %s (try %d)", job.job_uid, cfg.name, job.attempts + 1)
         backoff = Backoff(self.config.network.backoff_initial, self.config.network.backoff_max)
@@ -229,12 +253,15 @@ class JobRunner:
                 self.journal.set_state(job.job_uid, RUNNING, attempt=True)
                 self.report()
                 try:
-                    result = self._attempt(cfg, job.job_uid, live.progress)
+                    result = self._attempt(cfg, job.job_uid, live.progress, dirty_paths)
                 except Exception as exc:
                     if self.stop.is_set():
                         return "stopped", None
                     if not is_network_error(exc):
-                        return self._fail(cfg, live, exc), None
+                        state = self._fail(cfg, live, exc)
+                        if is_permanent_error(exc):
+                            self.permanent_failure = live.last_error
+                        return state, None
                     self._reload_index = True
                     live.last_error = str(exc)
                     self.set_state(WAITING)
@@ -248,7 +275,12 @@ class JobRunner:
                     )
                     self.stop.wait(delay)
                     continue
-                state = "partial" if result.errors else "succeeded"
+                if result.errors:
+                    state = "partial"  # still partial, if nothing changed: the alarm stays
+                elif is_unchanged(result.snapshot):
+                    state = UNCHANGED
+                else:
+                    state = "succeeded"
                 with self._lock:
                     live.state = state
                 self.journal.finish_job(
@@ -312,7 +344,13 @@ class JobRunner:
             return "auto"
         return record.last_snapshot
 
-    def _attempt(self, cfg: BackupSetConfig, job_uid: str, progress: Progress) -> BackupResult:
+    def _attempt(
+        self,
+        cfg: BackupSetConfig,
+        job_uid: str,
+        progress: Progress,
+        dirty_paths: set[bytes] | None = None,
+    ) -> BackupResult:
         repo = self._vault()
         if self._reload_index:
             # A failed try may have indexed packs in memory that no index file lists:
@@ -326,10 +364,11 @@ class JobRunner:
         cache = self.journal.file_cache(job_uid)
         options = BackupOptions(
             excludes=excludes,
-            tags=[f"set:{cfg.name}"],
+            tags=[set_tag(cfg.name)],
             hostname=self.hostname,
             parent=self._parent(cfg),
             file_cache=cache,
+            dirty_paths=dirty_paths,
         )
         if self.live is not None:
             self.live.file_cache = cache

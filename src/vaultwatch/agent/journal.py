@@ -35,7 +35,10 @@ from vaultwatch.engine.ids import ID_SIZE
 from vaultwatch.engine.tree import Node
 
 ACTIVE_STATES = ("queued", "running", "waiting_for_network")
-FINAL_STATES = ("succeeded", "partial", "failed")
+FINAL_STATES = ("succeeded", "partial", "unchanged", "failed")
+#: Final states after which the set is protected up to the job's end ("unchanged": nothing
+#: changed since the last snapshot, so no identical snapshot was written).
+GOOD_STATES = ("succeeded", "partial", "unchanged")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

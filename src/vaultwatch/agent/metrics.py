@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Info, sta
 
 from vaultwatch import __version__
 
-STATES = ["idle", "running", "waiting_for_network"]
+STATES = ["idle", "running", "waiting_for_network", "blocked"]
 
 
 class AgentMetrics:

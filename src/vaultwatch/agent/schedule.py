@@ -11,12 +11,17 @@ the timing rules are tested exactly and instantly, without sleeps.
   on some weekdays only); a run missed while the agent was down is made up at
   the next start.
 - A set whose last run failed is retried after ``retry_after``.
+
+A continuous set also remembers which directories its events touched
+(:class:`ChangedDirs`), so a change-driven backup lists only those.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -93,6 +98,73 @@ class Debouncer:
             self._first = self._last = None
 
 
+class ChangedDirs:
+    """Directories with events since the last committed snapshot, or 'walk everything'.
+
+    A run takes the current set and starts a new one for the events that
+    arrive meanwhile; only a committed snapshot forgets what it took, a
+    failed or interrupted run gives it back. Nothing is known at start-up
+    (events before it were not seen), so the first run walks everything.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dirs: set[str] = set()
+        self._full = True
+        self._taken: set[str] | None = None
+        self._taking = False
+
+    def add(self, dirs: Iterable[str]) -> None:
+        """Events touched these directories."""
+        with self._lock:
+            self._dirs.update(dirs)
+
+    def lost(self) -> None:
+        """Events were lost (queue overflow): the next run walks everything."""
+        with self._lock:
+            self._full = True
+
+    @property
+    def pending(self) -> int:
+        """How many directories wait for a backup."""
+        with self._lock:
+            return len(self._dirs)
+
+    def dirs(self) -> set[str]:
+        """The directories that wait for a backup (a copy)."""
+        with self._lock:
+            return set(self._dirs)
+
+    def take(self, *, full: bool = False) -> set[bytes] | None:
+        """What a starting run rescans: the dirty directories, or None for a full walk."""
+        with self._lock:
+            if self._taking:
+                self._give_back()
+            taken = None if (full or self._full) else self._dirs
+            self._taken, self._taking = taken, True
+            self._dirs, self._full = set(), False
+        return None if taken is None else {os.fsencode(d) for d in taken}
+
+    def committed(self, retry: Iterable[str] = ()) -> None:
+        """The run's snapshot is committed; ``retry`` are directories to list again next time."""
+        with self._lock:
+            self._taken, self._taking = None, False
+            self._dirs.update(retry)
+
+    def failed(self) -> None:
+        """The run ended without a snapshot: what it took is dirty again."""
+        with self._lock:
+            if self._taking:
+                self._give_back()
+
+    def _give_back(self) -> None:
+        if self._taken is None:
+            self._full = True
+        else:
+            self._dirs.update(self._taken)
+        self._taken, self._taking = None, False
+
+
 def next_daily(after: datetime, times: list[dtime], weekdays: list[int]) -> datetime:
     """The first scheduled moment strictly after ``after`` (local wall time, its timezone)."""
     day = after.date()
@@ -136,6 +208,7 @@ class SetTrigger:
         self.cfg = cfg
         self.clock = clock
         self.debouncer = Debouncer(cfg.quiet, cfg.max_delay)
+        self.changes = ChangedDirs()
         self.last_run = last_run
         self._retry_at: float | None = None
         self._rescan_at: float | None = clock.monotonic()  # first pass at start-up
@@ -163,14 +236,16 @@ class SetTrigger:
 
     # -- both ---------------------------------------------------------------------------------
 
-    def notify_change(self) -> None:
-        """A file-system event under this set's paths."""
+    def notify_change(self, dirs: Iterable[str] = ()) -> None:
+        """A file-system event under this set's paths, touching ``dirs``."""
         if self.cfg.mode == "continuous":
+            self.changes.add(dirs)
             self.debouncer.notify(self.clock.monotonic())
 
     def request_rescan(self) -> None:
         """Run a full pass as soon as possible (events were lost)."""
         if self.cfg.mode == "continuous":
+            self.changes.lost()
             self._rescan_at = self.clock.monotonic()
 
     def seconds_until_due(self) -> float:
@@ -218,6 +293,11 @@ class SetTrigger:
         """The run failed: try again after ``retry_after`` (pending changes stay pending)."""
         self._retry_at = self.clock.monotonic() + self.cfg.retry_after
 
+    def retry_now(self) -> None:
+        """What made the last run fail was fixed: a failed set's retry is due at once."""
+        if self._retry_at is not None:
+            self._retry_at = self.clock.monotonic()
+
 
 class Scheduler:
     """All sets' triggers; picks the one to run next (one backup at a time per agent)."""
@@ -226,11 +306,11 @@ class Scheduler:
         self.triggers = {t.cfg.name: t for t in triggers}
         self.wake = threading.Event()
 
-    def notify_change(self, name: str) -> None:
-        """A change event for set ``name``; wakes the loop."""
+    def notify_change(self, name: str, dirs: Iterable[str] = ()) -> None:
+        """A change event for set ``name`` (touching ``dirs``); wakes the loop."""
         trigger = self.triggers.get(name)
         if trigger is not None:
-            trigger.notify_change()
+            trigger.notify_change(dirs)
             self.wake.set()
 
     def request_rescan_all(self) -> None:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vaultwatch.files import write_private
+
 STATUS_FILE = "status.json"
 MAX_REFUSED_REPORTS = 20
 """How many job reports the service refused for good the status keeps (the newest)."""
@@ -24,13 +26,7 @@ def status_path(state_dir: Path) -> Path:
 
 def write_status(path: Path, doc: dict[str, Any]) -> None:
     """Replace the status file in one rename (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-    try:
-        os.write(fd, json.dumps(doc, indent=1, sort_keys=True).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, json.dumps(doc, indent=1, sort_keys=True).encode(), mode=0o640)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

@@ -1,22 +1,36 @@
 """Opening the tenant's vault from the agent: the passphrase stays on this server.
 
-The first agent of a tenant initialises the vault through the gateway (it
-has no ``config`` object yet); every later start, and every other agent of
-the tenant, opens it with the same passphrase.
+Every server of a tenant backs up into one shared vault (content is
+deduplicated across servers), and each agent unlocks it with a passphrase of
+its own, held in a key slot of its own (docs/agent.md, "Many servers, one
+vault"). The first agent's enrollment creates the vault; later ones join it
+with a passphrase that already opens it (see :mod:`vaultwatch.agent.membership`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
+from vaultwatch.agent.snapshots import snapshot_set
 from vaultwatch.engine.errors import RepositoryExistsError, WrongPassphraseError
+from vaultwatch.engine.lock import RepositoryLock
+from vaultwatch.engine.manifest import Manifest
+from vaultwatch.engine.references import PackReferences
 from vaultwatch.engine.repository import BlobWriter, Repository
+from vaultwatch.engine.retention_state import read_retention_state
+from vaultwatch.engine.snapshot import Snapshot
+from vaultwatch.engine.tree import Node
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.files import write_private
 from vaultwatch.store.base import Store
-from vaultwatch.store.errors import RepositoryNotFoundError
+from vaultwatch.store.errors import ObjectExistsError, RepositoryNotFoundError
+
+log = logging.getLogger("vaultwatch.agent.vault")
 
 
 class PassphraseError(VaultwatchError):
@@ -26,20 +40,129 @@ class PassphraseError(VaultwatchError):
 
 
 class AgentRepository(Repository):
-    """A repository whose writer uses the agent's upload concurrency and reports each pack.
+    """The tenant vault as the agent writes it: managed-vault rules on top of the engine.
 
-    One upload at a time by default: an agent shares the customer's uplink,
-    and after a cut at most one pack was in flight and must be sent again.
+    - The writer uses the agent's upload concurrency and reports each pack.
+      One upload at a time by default: an agent shares the customer's uplink,
+      and after a cut at most one pack was in flight and must be sent again.
+    - Every snapshot gets its reference manifest, stored before the snapshot,
+      so the service can apply retention without the key.
+    - A snapshot identical to its parent (same paths, tags and host, and the
+      same root tree or the same tree at each path) is not written: the
+      parent's id stands for it (see :func:`is_unchanged`).
+    - A backup's shared lock is followed by a look at ``retention/state``:
+      when the service announced or removed packs since the index was
+      loaded, the index is read again without them.
     """
 
     upload_workers: int = 1
     on_pack_uploaded: Callable[[bytes, int], None] | None = None
+    skip_unchanged: bool = True
+    _references: PackReferences | None = None
 
     def writer(self, *, upload_workers: int | None = None) -> BlobWriter:
         """The engine's writer, with the agent's settings."""
         writer = super().writer(upload_workers=upload_workers or self.upload_workers)
         writer.on_pack_uploaded = self.on_pack_uploaded
         return writer
+
+    @property
+    def references(self) -> PackReferences:
+        """Pack ids per tree, kept for the life of this process."""
+        if self._references is None:
+            self._references = PackReferences(self)
+        return self._references
+
+    def lock(
+        self, *, exclusive: bool, purpose: str, on_lost: Callable[[], None] | None = None
+    ) -> AbstractContextManager[RepositoryLock]:
+        """The engine's lock; a shared one then follows the service's retention."""
+        return self._lock_then_follow(exclusive, purpose, on_lost)
+
+    @contextmanager
+    def _lock_then_follow(
+        self, exclusive: bool, purpose: str, on_lost: Callable[[], None] | None
+    ) -> Iterator[RepositoryLock]:
+        with super().lock(exclusive=exclusive, purpose=purpose, on_lost=on_lost) as held:
+            # After the lock exists: the service waits for the locks it saw when it
+            # announced packs, and every later lock holder reads the announcement here.
+            self.follow_retention()
+            yield held
+
+    def follow_retention(self) -> bool:
+        """Reload the index when ``retention/state`` changed since it was loaded; True if it did."""
+        if not self._index_loaded:
+            return False  # the first load reads the state anyway
+        state = read_retention_state(self.store)
+        generation = state.generation if state is not None else 0
+        if generation == self.retention_generation:
+            return False
+        log.info("the service's retention removed data: reading the vault index again")
+        self.load_index(reload=True)
+        self.references.forget()
+        return True
+
+    def save_snapshot(self, snapshot: Snapshot) -> str:
+        """Store the manifest, then the snapshot; an unchanged snapshot is not stored."""
+        if self.skip_unchanged and snapshot.parent is not None:
+            parent = self.load_snapshot(snapshot.parent)
+            if self.unchanged_since(parent, snapshot):
+                snapshot.id = parent.id
+                return parent.id
+        packs = self.references.packs(snapshot.tree)
+        snapshot_id, data = self.seal("snapshot", snapshot.to_json())
+        manifest = Manifest(
+            snapshot=snapshot_id,
+            time=snapshot.time,
+            hostname=snapshot.hostname,
+            paths=list(snapshot.paths),
+            tags=list(snapshot.tags),
+            packs=[p.hex() for p in packs],
+            backup_set=snapshot_set(snapshot),
+            parent=snapshot.parent,
+        )
+        with suppress(ObjectExistsError):  # a retried upload
+            self.store.put(manifest.name, manifest.to_json())
+        with suppress(ObjectExistsError):
+            self.store.put(f"snapshots/{snapshot_id}", data)
+        snapshot.id = snapshot_id
+        return snapshot_id
+
+    def unchanged_since(self, parent: Snapshot, snapshot: Snapshot) -> bool:
+        """Whether ``snapshot`` records exactly what ``parent`` did.
+
+        The same root tree, or (the directories above the set's paths are
+        not the set's: another program creating files in ``/srv`` changes its
+        times) the same node, metadata and content, for each of the paths.
+        """
+        if not parent.same_origin_as(snapshot):
+            return False
+        if parent.tree == snapshot.tree:
+            return True
+        for path in snapshot.paths:
+            old = self._node_at(parent.tree, path)
+            if old is None or old != self._node_at(snapshot.tree, path):
+                return False
+        return True
+
+    def _node_at(self, root: bytes, path: str) -> Node | None:
+        parts = [p for p in os.fsencode(path).split(b"/") if p]
+        if not parts:
+            return None  # "/" itself: only an equal root tree is unchanged
+        tree = self.load_tree(root)
+        for depth, part in enumerate(parts):
+            node = tree.find(part)
+            if node is None or depth == len(parts) - 1:
+                return node
+            if node.subtree is None:
+                return None
+            tree = self.load_tree(node.subtree)
+        return None
+
+
+def is_unchanged(snapshot: Snapshot) -> bool:
+    """Whether a backup's snapshot was skipped as identical to its parent (it carries the parent's id)."""
+    return snapshot.parent is not None and snapshot.id == snapshot.parent
 
 
 def read_passphrase(path: Path) -> str:
@@ -59,20 +182,29 @@ def read_passphrase(path: Path) -> str:
 
 def create_passphrase_file(path: Path) -> None:
     """Write a new random passphrase (0600); refuses to replace an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private(path, (secrets.token_urlsafe(32) + "\n").encode(), exclusive=True)
 
 
-def open_vault(store: Store, passphrase: str, *, upload_workers: int = 1) -> AgentRepository:
-    """Open the tenant vault, creating it when it does not exist yet."""
+WRONG_PASSPHRASE = (
+    "the tenant's vault does not open with this agent's passphrase file {path}: no key slot "
+    "of the vault holds its passphrase. Give this agent a key slot with `vaultwatch agent "
+    "join --passphrase-file FILE` (FILE: a passphrase that opens the vault, e.g. the tenant's "
+    "recovery passphrase), then restart the agent"
+)
+
+
+def open_vault(
+    store: Store,
+    passphrase: str,
+    *,
+    upload_workers: int = 1,
+    slot_id: str | None = None,
+    passphrase_file: Path | None = None,
+) -> AgentRepository:
+    """Open the tenant vault (trying the agent's own slot first), creating it when it does not exist yet."""
     repo: Repository
     try:
-        repo = AgentRepository.open(store, passphrase)
+        repo = AgentRepository.open(store, passphrase, slot_id=slot_id)
     except RepositoryNotFoundError:
         try:
             repo = AgentRepository.init(store, passphrase)
@@ -80,9 +212,36 @@ def open_vault(store: Store, passphrase: str, *, upload_workers: int = 1) -> Age
             repo = AgentRepository.open(store, passphrase)
     except WrongPassphraseError:
         raise WrongPassphraseError(
-            "the tenant's vault does not open with this agent's passphrase file: every agent "
-            "of a tenant needs the same passphrase (copy it from the first agent)"
+            WRONG_PASSPHRASE.format(path=passphrase_file or "(unknown)")
         ) from None
     assert isinstance(repo, AgentRepository)
     repo.upload_workers = upload_workers
     return repo
+
+
+def beside_config(configured: Path, config_path: Path) -> Path:
+    """A file the config names (CA, passphrase), or the one of that name next to the config.
+
+    A configuration copied off a lost server to another machine, together
+    with its ``ca.pem`` and passphrase file, names paths of the old server;
+    the copies beside it are the same files.
+    """
+    if configured.exists():
+        return configured
+    beside = config_path.parent / configured.name
+    return beside if beside.is_file() else configured
+
+
+def command_store(
+    urls: list[str], credential: str, ca_cert: Path | None, *, timeout: float = 30.0
+) -> Store:
+    """The tenant's vault through the gateways for a command a person waits for.
+
+    A few tries over every gateway, then a clear error: unlike the daemon's
+    backups, a command must not wait for ever.
+    """
+    from vaultwatch.store.http import GatewayStore, RetryPolicy
+
+    policy = RetryPolicy(max_attempts=4 * len(urls), base_delay=0.5, max_delay=5.0)
+    policy.gateways = urls[1:]
+    return GatewayStore(urls[0], credential, ca_cert, timeout=timeout, retry=policy)

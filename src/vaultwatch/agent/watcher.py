@@ -6,6 +6,11 @@ Events under excluded paths and under the agent's state directory are
 ignored. When the kernel's event queue overflows, watchdog only logs a
 warning; we catch that warning and ask every continuous set for a full
 rescan, since some changes were lost.
+
+Each change also names the directories the next backup must list again:
+the parent of every path an event names (both sides of a move) and, for a
+directory created, deleted or moved, that directory itself. The backup
+rescans only those and keeps the rest of the parent snapshot.
 """
 
 from __future__ import annotations
@@ -46,6 +51,17 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def dirty_dirs(event: FileSystemEvent) -> list[str]:
+    """The directories whose listing or entries this event changed."""
+    paths = [os.path.abspath(os.fsdecode(event.src_path))]
+    if event.dest_path:
+        paths.append(os.path.abspath(os.fsdecode(event.dest_path)))
+    out = [os.path.dirname(p) for p in paths]
+    if event.is_directory and event.event_type != EVENT_TYPE_MODIFIED:
+        out.extend(paths)  # its whole content is new, moved or gone
+    return out
+
+
 class ChangeFilter:
     """Decides whether an event path is a change the set cares about."""
 
@@ -72,8 +88,12 @@ class ChangeFilter:
         return True
 
 
+Notify = Callable[[str, list[str]], None]
+"""Called with a set's name and the directories a change made dirty."""
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, name: str, changes: ChangeFilter, notify: Callable[[str], None]) -> None:
+    def __init__(self, name: str, changes: ChangeFilter, notify: Notify) -> None:
         self.name = name
         self.changes = changes
         self.notify = notify
@@ -90,7 +110,7 @@ class _Handler(FileSystemEventHandler):
         if event.dest_path:
             paths.append(os.fsdecode(event.dest_path))
         if any(self.changes.relevant(p) for p in paths):
-            self.notify(self.name)
+            self.notify(self.name, dirty_dirs(event))
 
 
 class _OverflowHook(logging.Handler):
@@ -111,7 +131,7 @@ class Watcher:
     def __init__(
         self,
         sets: list[BackupSetConfig],
-        notify: Callable[[str], None],
+        notify: Notify,
         on_overflow: Callable[[], None],
         ignored: list[str],
     ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +52,8 @@ class ReportedBackupSet:
     rpo_seconds: int
     schedule: str | None = None
     excludes: list[str] = field(default_factory=list)
+    retention: dict[str, Any] | None = None
+    """The retention the agent's configuration asks for (a policy document), if any."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ def sync_backup_sets(
             or bs.mode != item.mode
             or bs.schedule != item.schedule
             or bs.rpo_target_seconds != item.rpo_seconds
+            or bs.retention != (item.retention or {})
             or not bs.enabled
         )
         if changed or bs in session.new:
@@ -152,6 +156,7 @@ def sync_backup_sets(
             bs.mode = item.mode
             bs.schedule = item.schedule
             bs.rpo_target_seconds = item.rpo_seconds
+            bs.retention = dict(item.retention or {})
             bs.enabled = True
         out.append(bs)
     for gone in existing.values():

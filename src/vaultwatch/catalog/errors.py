@@ -71,3 +71,39 @@ class AgentNotFoundError(CatalogError):
     """No agent has this id (in the caller's tenant)."""
 
     http_status = 404
+
+
+class EnrollmentTokenRevokedError(EnrollmentError):
+    """The enrollment token was revoked before it was used."""
+
+    http_status = 410
+
+
+class EnrollmentTokenNotFoundError(CatalogError):
+    """No enrollment token has this id or prefix (in the caller's tenant)."""
+
+    http_status = 404
+
+
+class TenantSuspendedError(CatalogError):
+    """The tenant is suspended: its agents may read their vault but not add to it."""
+
+    http_status = 403
+
+
+class TenantDeletedError(CatalogError):
+    """The tenant was deleted: nothing may act for it until it is undeleted."""
+
+    http_status = 403
+
+
+class TenantStateError(CatalogError):
+    """The tenant is not in a state that allows this (resume an active one, undelete a purged one)."""
+
+    http_status = 409
+
+
+class AgentRetiredError(CatalogError):
+    """The agent is retired: it cannot be given credentials again."""
+
+    http_status = 409

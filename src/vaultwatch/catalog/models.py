@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
@@ -106,6 +107,8 @@ class JobState(enum.StrEnum):
     lost its gateways and is retrying. Either way the job resumes from its
     journal, so it is not a failure yet. `partial` is final: the snapshot was
     written but some files could not be read (`error_count` says how many).
+    `unchanged` is final and good: nothing changed since the set's last
+    snapshot, so no identical one was written.
     """
 
     QUEUED = "queued"
@@ -116,6 +119,7 @@ class JobState(enum.StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    UNCHANGED = "unchanged"
 
     @property
     def is_final(self) -> bool:
@@ -124,7 +128,13 @@ class JobState(enum.StrEnum):
 
 
 FINAL_JOB_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED}
+    {
+        JobState.SUCCEEDED,
+        JobState.PARTIAL,
+        JobState.UNCHANGED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+    }
 )
 
 #: Final states whose backup wrote a snapshot the catalog records.
@@ -161,6 +171,14 @@ class Tenant(Base):
     name_key: Mapped[str] = mapped_column(String(200), unique=True)
     escrow_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    suspended_at: Mapped[datetime | None]
+    """Set while the tenant is suspended: its agents' uploads are refused."""
+    suspension_reason: Mapped[str | None] = mapped_column(String(500))
+    deleted_at: Mapped[datetime | None]
+    """Set when the tenant was deleted; its data is kept until `purge_after`."""
+    purge_after: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None]
+    """Set once housekeeping removed the deleted tenant's data; the row stays for the audit log."""
 
     def __repr__(self) -> str:
         return f"Tenant(id={self.id}, name={self.name!r})"
@@ -232,6 +250,8 @@ class AgentCredential(TenantScoped, Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A rotated-in credential not used yet: its first use revokes the agent's others."""
 
     agent: Mapped[Agent] = relationship()
 
@@ -249,6 +269,7 @@ class EnrollmentToken(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
 
 
@@ -312,6 +333,9 @@ class BackupSet(TenantScoped, Base):
     schedule: Mapped[str | None] = mapped_column(String(100))
     rpo_target_seconds: Mapped[int] = mapped_column(Integer)
     retention: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The retention the agent's configuration asks for (it can only add to `operator_retention`)."""
+    operator_retention: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    """The retention an operator set; None: the service's default for the set's mode."""
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -350,6 +374,43 @@ class Snapshot(TenantScoped, Base):
     files_new: Mapped[int] = mapped_column(BigInteger, default=0)
     files_changed: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_added: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TrashState(enum.StrEnum):
+    """Where a trashed vault object is: in the trash, removed for good, or put back."""
+
+    TRASHED = "trashed"
+    PURGED = "purged"
+    RESTORED = "restored"
+
+
+class VaultTrash(TenantScoped, Base):
+    """One vault object the service's retention moved to the vault's ``trash/``.
+
+    It stays there until `purge_after` (the grace period), and is put back
+    when a snapshot turns out to need it. `kind` is snapshot, manifest or pack.
+    """
+
+    __tablename__ = "vault_trash"
+    __table_args__ = (
+        UniqueConstraint("repository_id", "name", "trashed_at"),
+        CheckConstraint(check_in("state", TrashState), name="state"),
+        Index(None, "repository_id", "state", "purge_after"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    repository_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("repositories.id"))
+    name: Mapped[str] = mapped_column(String(300))
+    trash_name: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(20))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    snapshot: Mapped[str | None] = mapped_column(String(64))
+    """For snapshots and manifests: the snapshot id."""
+    state: Mapped[TrashState] = mapped_column(EnumText(TrashState), default=TrashState.TRASHED)
+    trashed_at: Mapped[datetime]
+    purge_after: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    """When it was purged or restored."""
 
 
 class Job(TenantScoped, Base):

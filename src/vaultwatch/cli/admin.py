@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +21,12 @@ from sqlalchemy.orm import Session
 
 from vaultwatch.catalog import Catalog, Role, Tenant, audit
 from vaultwatch.catalog.enrollment import DEFAULT_ENROLLMENT_TTL, create_enrollment_token
+from vaultwatch.catalog.tenant_lifecycle import tenant_state
 from vaultwatch.catalog.tenants import create_tenant, find_tenant, list_tenants
 from vaultwatch.cli.output import cell, line, local_time, new_table, print_json, print_table
+from vaultwatch.cli.retention import retention_app
 from vaultwatch.cli.server import DataDirOpt, JsonOpt
+from vaultwatch.durations import DurationError, parse_seconds
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.server_config import ServerSettings, load_settings
 
@@ -35,9 +37,7 @@ tenant_app = typer.Typer(help="Customers of the service.", no_args_is_help=True)
 token_app = typer.Typer(help="Enrollment tokens for agents.", no_args_is_help=True)
 admin_app.add_typer(tenant_app, name="tenant")
 admin_app.add_typer(token_app, name="token")
-
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+admin_app.add_typer(retention_app, name="retention")
 
 
 class AdminError(VaultwatchError):
@@ -47,11 +47,14 @@ class AdminError(VaultwatchError):
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90s``, ``30m``, ``24h``, ``7d``, ``1w`` -> timedelta."""
-    m = _DURATION.match(text.strip().lower())
-    if not m or int(m.group(1)) == 0:
-        raise AdminError(f"invalid duration {text!r}: use a number and s, m, h, d or w, e.g. 24h")
-    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    """``90s``, ``30m``, ``24h``, ``7d``, ``1w`` -> timedelta (the product's one duration grammar)."""
+    try:
+        seconds = parse_seconds(text)
+    except DurationError as exc:
+        raise AdminError(f"invalid duration: {exc}; write it like 24h, 30m or 7d") from None
+    if seconds <= 0:
+        raise AdminError(f"invalid duration {text!r}: it must be longer than zero")
+    return timedelta(seconds=seconds)
 
 
 def cli_actor() -> str:
@@ -121,6 +124,7 @@ def tenant_list(data_dir: DataDirOpt, json: JsonOpt = False) -> None:
                 "name": t.name,
                 "escrow_allowed": t.escrow_allowed,
                 "created_at": t.created_at.isoformat(),
+                "state": tenant_state(t),
             }
             for t in tenants
         ]
@@ -128,10 +132,11 @@ def tenant_list(data_dir: DataDirOpt, json: JsonOpt = False) -> None:
         print_json(rows)
         return
     table = new_table("ID", "Name", "Escrow", "Created")
-    for t in tenants:
+    for t, row in zip(tenants, rows, strict=True):
+        state = "" if row["state"] == "active" else f" ({row['state']})"
         table.add_row(
             cell(t.id),
-            cell(t.name),
+            cell(t.name + state),
             cell("yes" if t.escrow_allowed else "no"),
             cell(local_time(t.created_at)),
         )
@@ -330,3 +335,8 @@ def apikey_revoke(
         print_json(doc)
         return
     line(f"revoked API key {doc['prefix']}")
+
+
+# The lifecycle commands (token list/revoke, agent ..., tenant suspend/delete ...) add
+# themselves to the sub-apps above.
+import vaultwatch.cli.admin_lifecycle  # noqa: E402, F401

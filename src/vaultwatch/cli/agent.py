@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,40 +9,22 @@ from typing import Annotated, Any
 import typer
 
 from vaultwatch.agent.config import (
-    DEFAULT_CONFIG_PATH,
     DEFAULT_STATE_DIR,
     ConfigError,
     load_config,
     missing_paths,
 )
 from vaultwatch.agent.status import pid_alive, read_status, status_path
+from vaultwatch.cli import agent_credential, agent_keys, agent_restore
 from vaultwatch.cli import output as out
-
-CONFIG_ENV = "VAULTWATCH_AGENT_CONFIG"
+from vaultwatch.cli.agent_options import ConfigOpt
+from vaultwatch.cli.agent_options import config_path as _config_path
 
 agent_app = typer.Typer(
     name="agent",
-    help="The backup agent on a protected server: enroll, run, status.",
+    help="The backup agent on a protected server: enroll, run, status, restore.",
     no_args_is_help=True,
 )
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        metavar="PATH",
-        help=f"Agent configuration file [default: {DEFAULT_CONFIG_PATH}; env: {CONFIG_ENV}]",
-        show_default=False,
-    ),
-]
-
-
-def _config_path(value: Path | None) -> Path:
-    if value is not None:
-        return value
-    env = os.environ.get(CONFIG_ENV)
-    return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
 @agent_app.command("enroll")
@@ -66,7 +47,11 @@ def enroll_cmd(
         typer.Option(
             "--passphrase-file",
             metavar="FILE",
-            help="The tenant's vault passphrase (default: a new one next to the config)",
+            help=(
+                "First server of a tenant: the vault's passphrase (default: a new one next to "
+                "the config). Later servers: a passphrase that opens the tenant's vault; this "
+                "agent then gets a passphrase and key slot of its own"
+            ),
         ),
     ] = None,
     hostname: Annotated[
@@ -99,16 +84,32 @@ def enroll_cmd(
                 "config": str(result.config_path),
                 "passphrase_file": str(result.passphrase_file),
                 "passphrase_created": result.passphrase_created,
+                "key_slot": result.key_slot,
+                "vault_created": result.vault_created,
+                "joined_with": str(result.joined_with) if result.joined_with else None,
             }
         )
     else:
         out.line(f"enrolled as agent {result.agent_id} of tenant {result.tenant or '?'}")
         out.line(f"configuration written to {result.config_path}")
-    if result.passphrase_created:
+        if result.vault_created:
+            out.line(f"created the tenant's vault; this agent's key slot is {result.key_slot[:8]}")
+        else:
+            out.line(
+                f"joined the tenant's vault with key slot {result.key_slot[:8]} "
+                f"(passphrase in {result.passphrase_file})"
+            )
+    if result.vault_created:
         out.warn(
-            f"a new vault passphrase was written to {result.passphrase_file}: keep a copy "
-            "somewhere safe, off this server. Without it nobody can restore these backups, "
-            "and other servers of this tenant need the same file."
+            f"the tenant's vault was created with the passphrase in {result.passphrase_file}. "
+            "Make a recovery passphrase and keep it off this server: `vaultwatch agent key add "
+            "--out FILE`. Without one nobody can restore if this server is lost, and other "
+            "servers of the tenant join the vault with it."
+        )
+    elif result.joined_with is not None:
+        out.note(
+            f"{result.joined_with} is no longer needed on this server: this agent unlocks the "
+            f"vault with its own {result.passphrase_file}"
         )
     out.note(f"next: add [[backup_set]] tables to {result.config_path}, then start the agent")
 
@@ -183,6 +184,8 @@ def status_cmd(
         out.print_json(doc)
         return
     out.line(f"agent {doc.get('agent_id')} on {doc.get('hostname')}: {doc['state']}")
+    if doc.get("blocked"):
+        out.error(f"no backups run: {doc['blocked']}")
     job = doc.get("job")
     if running and isinstance(job, dict):
         done, total = job.get("bytes_done", 0), job.get("bytes_total")
@@ -217,3 +220,9 @@ def status_cmd(
             out.cell("on change" if s.get("next_due") is None else _ts(s.get("next_due"))),
         )
     out.print_table(table)
+
+
+# The commands of their own modules, listed after these.
+agent_keys.register(agent_app)
+agent_restore.register(agent_app)
+agent_credential.register(agent_app)

@@ -38,6 +38,7 @@ def _slot_doc(slot: keyslots.KeySlot, current: bool) -> dict[str, Any]:
         "created": slot.created,
         "hostname": slot.hostname,
         "username": slot.username,
+        "label": slot.label,
     }
     if slot.kind == keyslots.PASSPHRASE:
         doc["kdf"] = {k: v for k, v in slot.kdf.items() if k != "salt"}
@@ -47,11 +48,14 @@ def _slot_doc(slot: keyslots.KeySlot, current: bool) -> dict[str, Any]:
 
 
 def _slot_detail(slot: keyslots.KeySlot) -> str:
+    """How the slot is sealed, then whose it is (an agent's, the recovery passphrase ...)."""
     if slot.kind == keyslots.PASSPHRASE:
         kdf = slot.kdf
         memory = int(kdf.get("memory_kib", 0)) // 1024
-        return f"argon2id {memory} MiB, t={kdf.get('time_cost', '?')}"
-    return f"recipient {slot.recipient}"
+        detail = f"argon2id {memory} MiB, t={kdf.get('time_cost', '?')}"
+    else:
+        detail = f"recipient {slot.recipient}"
+    return f"{detail}; {slot.label}" if slot.label else detail
 
 
 NewPassphraseFileOpt = Annotated[
@@ -77,7 +81,12 @@ def key_list_cmd(
     with open_repository(opts) as repository:
         slots = repository.key_slots()
         current = repository.slot.slot_id
-    if opts.json:
+    print_slots(slots, current, as_json=opts.json)
+
+
+def print_slots(slots: list[keyslots.KeySlot], current: str, *, as_json: bool) -> None:
+    """The key slots as ``repo key list`` and ``agent key list`` print them (* marks ``current``)."""
+    if as_json:
         out.print_json([_slot_doc(s, s.slot_id == current) for s in slots])
         return
     table = out.new_table(" ", "ID", "Kind", "User", "Host", "Created", "Detail")

@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 
 from vaultwatch import __version__
 from vaultwatch.cli.demo import demo
-from vaultwatch.cli.output import error
+from vaultwatch.cli.output import error, exit_error, set_json_errors
 from vaultwatch.cli.repo import repo_app
 from vaultwatch.errors import VaultwatchError
 
@@ -55,7 +55,7 @@ def describe_os_error(exc: OSError) -> str:
 def _fail(message: str, code: int) -> typer.Exit:
     if debug_enabled():
         traceback.print_exc()
-    error(message)
+    exit_error(message, code)
     return typer.Exit(code)
 
 
@@ -96,6 +96,7 @@ class VaultwatchGroup(TyperGroup):
         return command
 
     def invoke(self, ctx: ClickContext) -> Any:
+        set_json_errors(False)  # a command with --json switches it on for itself
         try:
             return super().invoke(ctx)
         except (ClickException, typer.Exit):

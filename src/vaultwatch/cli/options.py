@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from vaultwatch.cli.output import warn
+from vaultwatch.cli.output import set_json_errors, warn
 from vaultwatch.engine import keys as keyslots
 from vaultwatch.engine.repository import Repository
 from vaultwatch.errors import VaultwatchError
@@ -133,6 +133,8 @@ def settings(
         quiet=quiet or base.quiet,
         no_lock=no_lock or base.no_lock,
     )
+    if merged.json:
+        set_json_errors(True)  # from here on an error is one JSON object on stderr
     return merged
 
 

@@ -104,15 +104,58 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def error(message: str) -> None:
-    """An error line on stderr."""
-    sys.stderr.write(f"error: {printable(message)}\n")
+_json_errors = False
+"""Whether messages on stderr are JSON objects (a repository command run with --json)."""
+
+
+def set_json_errors(on: bool) -> None:
+    """Switch stderr messages to JSON (restic's ``message_type`` objects) or back to text."""
+    global _json_errors
+    _json_errors = on
+
+
+def json_errors() -> bool:
+    """Whether stderr messages are JSON now."""
+    return _json_errors
+
+
+def _stderr_json(doc: dict[str, Any]) -> None:
+    sys.stderr.write(to_json_text(doc) + "\n")
     sys.stderr.flush()
 
 
-def warn(message: str) -> None:
-    """A warning line on stderr."""
-    sys.stderr.write(f"warning: {printable(message)}\n")
+def error(message: str, *, item: str | None = None) -> None:
+    """An error line on stderr (a JSON object with --json); ``item`` names the path concerned."""
+    if _json_errors:
+        doc: dict[str, Any] = {"message_type": "error", "error": {"message": message}}
+        if item is not None:
+            doc["item"] = item
+        _stderr_json(doc)
+        return
+    text = f"{item}: {message}" if item is not None else message
+    sys.stderr.write(f"error: {printable(text)}\n")
+    sys.stderr.flush()
+
+
+def warn(message: str, *, item: str | None = None) -> None:
+    """A warning line on stderr (a JSON object with --json)."""
+    if _json_errors:
+        doc: dict[str, Any] = {"message_type": "warning", "message": message}
+        if item is not None:
+            doc["item"] = item
+        _stderr_json(doc)
+        return
+    text = f"{item}: {message}" if item is not None else message
+    sys.stderr.write(f"warning: {printable(text)}\n")
+    sys.stderr.flush()
+
+
+def exit_error(message: str, code: int) -> None:
+    """The message a command ends with: restic's ``exit_error`` object with --json, else text."""
+    if _json_errors:
+        _stderr_json({"message_type": "exit_error", "code": code, "message": message})
+        return
+    sys.stderr.write(f"error: {printable(message)}\n")
     sys.stderr.flush()
 
 
@@ -143,9 +186,9 @@ class PathProblem(Protocol):
 def report_problems(errors: Iterable[PathProblem], warnings: Iterable[PathProblem] = ()) -> None:
     """Each error, then each warning, as ``path: message`` on stderr."""
     for problem in errors:
-        error(f"{problem.path}: {problem.message}")
+        error(problem.message, item=problem.path)
     for problem in warnings:
-        warn(f"{problem.path}: {problem.message}")
+        warn(problem.message, item=problem.path)
 
 
 def problem_docs(problems: Iterable[PathProblem]) -> list[dict[str, str]]:
@@ -360,3 +403,65 @@ class ProgressDisplay:
         if self._bar is not None:
             self.update()  # the final counts, even when the work took less than one interval
             self._bar.stop()
+
+
+# -- JSON status lines ---------------------------------------------------------------------
+
+
+def status_doc(p: Progress) -> dict[str, Any]:
+    """One restic-style ``status`` line from the engine's counters."""
+    total = p.bytes_total or 0
+    doc: dict[str, Any] = {
+        "message_type": "status",
+        "seconds_elapsed": int(p.elapsed),
+        "percent_done": min(1.0, p.bytes_done / total) if total else 0.0,
+        "total_files": p.files_total or 0,
+        "files_done": p.files_done,
+        "total_bytes": total,
+        "bytes_done": p.bytes_done,
+        "error_count": p.errors,
+    }
+    eta = p.eta
+    if eta is not None:
+        doc["seconds_remaining"] = int(eta)
+    if p.current:
+        doc["current_files"] = [p.current]
+    return doc
+
+
+class JsonStatus:
+    """``status`` lines on stdout while a command runs: each ``interval``, and one when it is done.
+
+    The closing line is always written on success, so a script sees the
+    stream's shape however fast the work was; a command that fails has
+    written nothing on stdout unless it ran for a while.
+    """
+
+    def __init__(self, progress: Progress, *, enabled: bool, interval: float = 1.0) -> None:
+        self.progress = progress
+        self.enabled = enabled
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> JsonStatus:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="json-status", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            print_json(status_doc(self.progress))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            if exc_type is None:
+                print_json(status_doc(self.progress))

@@ -197,7 +197,7 @@ def summary_view(doc: dict[str, Any]) -> Group:
     tenants = new_table("Tenant", *STATES, right=STATES)
     for tenant in doc["tenants"]:
         tenants.add_row(
-            cell(tenant["tenant_name"]),
+            cell(tenant["tenant_name"] + (" (suspended)" if tenant.get("suspended") else "")),
             *(
                 styled(tenant["states"][s], STATE_STYLES[s] if tenant["states"][s] else "dim")
                 for s in STATES

@@ -31,7 +31,12 @@ from typing import BinaryIO, Protocol
 from vaultwatch import __version__
 from vaultwatch.engine.chunker import Chunker
 from vaultwatch.engine.compress import compress
-from vaultwatch.engine.errors import EngineError
+from vaultwatch.engine.dirty import DirtySet
+from vaultwatch.engine.errors import EngineError, IntegrityError
+from vaultwatch.engine.filereader import TOO_LARGE, LazyReaderPool, ReaderParams, ReaderPool
+from vaultwatch.engine.filereader import open_ahead as _open_ahead
+from vaultwatch.engine.filereader import open_for_reading as _open_for_reading
+from vaultwatch.engine.filereader import read_to_end as _read_to_end
 from vaultwatch.engine.memory import rare_young_collections, short_gil_slices, tune_allocator
 from vaultwatch.engine.metadata import node_from_stat, node_type
 from vaultwatch.engine.pack import DATA, TREE
@@ -82,6 +87,15 @@ class BackupOptions:
     hash_workers: int = 2
     read_retries: int = 2
     file_cache: FileCache | None = None
+    # Processes that read, cut and hash batches of small files (0: reader threads do it).
+    reader_processes: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    # Small files listed before the reader processes start: fewer are read faster by
+    # threads than by two interpreters that must first start (a continuous snapshot).
+    reader_processes_after: int = 2048
+    # Directories with changes since the parent snapshot: only they are listed again,
+    # every other subtree is the parent's (None: walk everything). Ignored without a
+    # parent snapshot of the same paths.
+    dirty_paths: set[bytes] | None = None
 
 
 @dataclass
@@ -108,6 +122,7 @@ class BackupResult:
     duration: float = 0.0
     errors: list[FileError] = field(default_factory=list)
     warnings: list[FileError] = field(default_factory=list)
+    incremental: bool = False  # only the dirty directories were scanned
 
 
 class Excluder:
@@ -211,9 +226,16 @@ class _Backup:
         self._unfinished: deque[_DirJob] = deque()
         self._pending_files = 0
         self.root_devices: set[int] = set()
+        # An incremental run: the dirty directories, and what the parent snapshot held in
+        # the directories this run rebuilt (so the totals cover the whole snapshot).
+        self.dirty: DirtySet | None = None
+        self.replaced_files = 0
+        self.replaced_bytes = 0
         self.writer: BlobWriter | None = None
         self.file_pool: ThreadPoolExecutor | None = None
         self.hash_pool: ThreadPoolExecutor | None = None
+        self.readers: LazyReaderPool | None = None
+        self.small_files_listed = 0
 
     # -- chunk processing (hash pool) -------------------------------------------------
 
@@ -362,6 +384,7 @@ class _Backup:
             self._start(batch)
         else:
             ref = self._small.add(path, node)
+            self.small_files_listed += 1
             if len(self._small.items) >= SMALL_BATCH_FILES or self._small.size >= BATCH_BYTES:
                 self.flush_small()
         if node.links > 1:
@@ -384,7 +407,11 @@ class _Backup:
         The next READ_AHEAD_FILES files are opened and their reading started
         (posix_fadvise WILLNEED) before the current one is read, so the disk
         works on several files at once instead of one per reader thread.
+        Batches of small files go to the reader processes when there are any.
         """
+        pool = self.readers.get(self.small_files_listed) if self.readers is not None else None
+        if pool is not None and all(n.size <= SMALL_FILE for _, n in items):
+            return self._read_in_processes(pool, items)
         outcomes = []
         ahead: dict[int, int | OSError] = {}
         try:
@@ -409,6 +436,37 @@ class _Backup:
                 cache.put(path, node, outcome.content)
         return outcomes
 
+    def _read_in_processes(
+        self, pool: ReaderPool, items: list[tuple[bytes, Node]]
+    ) -> list[_FileOutcome]:
+        """A batch of small files read, cut, hashed (and its new chunks compressed) elsewhere."""
+        assert self.writer is not None
+        self.progress.check()
+        writer = self.writer
+        reads = pool.read_batch(
+            [path for path, _ in items],
+            writer.reserve_many,
+            lambda bid, body, size: writer.add(DATA, bid, body, size),
+        )
+        outcomes = []
+        read = 0
+        cache = self.options.file_cache
+        for (path, node), r in zip(items, reads, strict=True):
+            if r.error == TOO_LARGE:  # grew since it was listed: streamed here instead
+                outcome = self._read_with_retries(path)
+            elif r.error:
+                outcome = _FileOutcome([], 0, None, error=r.error)
+            else:
+                outcome = _FileOutcome(r.content, r.size, None, warning=r.warning)
+                read += r.size
+            if cache is not None and not (outcome.error or outcome.warning):
+                cache.put(path, node, outcome.content)
+            outcomes.append(outcome)
+        with self._count_lock:
+            self.bytes_read += read
+        self.progress.add(read)
+        return outcomes
+
     def _stored_parent_blobs(self, parent_tree: Tree | None) -> set[bytes]:
         """Which content of the parent's files is still stored: one index search per directory."""
         if parent_tree is None:
@@ -422,6 +480,10 @@ class _Backup:
         job = _DirJob(node, path, old_tree=parent_tree, old_tree_id=parent_tree_id)
         job.unchanged = parent_tree is not None and parent_tree_id is not None
         self.counts["dirs"] += 1
+        if self.dirty is not None and parent_tree is not None and not self.dirty.is_dirty(path):
+            way = self.dirty.children_on_way(path)
+            if way is not None:
+                return self._rebuild_on_way(job, parent_tree, way)
         try:
             with os.scandir(path) as it:
                 names = sorted(e.name for e in it)
@@ -448,6 +510,57 @@ class _Backup:
         self._unfinished.append(job)
         self._finish_ready()
         return job
+
+    def _rebuild_on_way(self, job: _DirJob, parent_tree: Tree, way: set[bytes]) -> _DirJob:
+        """A directory above a dirty one: the parent's entries, but the children on the way.
+
+        Not listed: an entry created or removed here would have made this
+        directory dirty itself.
+        """
+        known = self._stored_parent_blobs(parent_tree)
+        path = job.path
+        for old in parent_tree.nodes:
+            entry_path = child_path(path, old.name)
+            if self.excluder.excluded(entry_path, old.name):
+                continue
+            if old.name in way:
+                self._scan_entry(job, entry_path, old.name, old, known)
+            else:
+                self._keep_unchanged(job, old)
+        for name in sorted(way.difference(n.name for n in parent_tree.nodes)):
+            entry_path = child_path(path, name)  # new since the parent, events on the way only
+            if not self.excluder.excluded(entry_path, name):
+                self._scan_entry(job, entry_path, name, None, known)
+        if len(job.entries) != len(parent_tree.nodes):
+            job.unchanged = False
+        self._unfinished.append(job)
+        self._finish_ready()
+        return job
+
+    def _reuse_subtree(
+        self, job: _DirJob, path: bytes, old: Node | None, node: Node, st: os.stat_result
+    ) -> bool:
+        """In an incremental run, keep a clean directory's subtree from the parent snapshot.
+
+        Clean means no events at or below it, and the same directory (inode,
+        device) with the same list of names (mtime) as the parent recorded.
+        """
+        if (
+            self.dirty is None
+            or old is None
+            or old.type != DIR
+            or old.subtree is None
+            or self.dirty.touches(path)
+            or (old.inode, old.device, old.mtime_ns) != (st.st_ino, st.st_dev, st.st_mtime_ns)
+        ):
+            return False
+        if _unchanged(old, st):
+            job.entries.append((old, None))
+        else:
+            node.subtree = old.subtree
+            job.entries.append((node, None))
+            job.unchanged = False
+        return True
 
     def _keep_unchanged(self, job: _DirJob, old: Node) -> None:
         """Reuse the parent snapshot's node as it is: no xattr calls, no new node."""
@@ -484,6 +597,8 @@ class _Backup:
             if self.options.one_file_system and st.st_dev not in self.root_devices:
                 job.entries.append((node, None))  # keep the mount point, not its content
                 job.unchanged = False
+                return
+            if self._reuse_subtree(job, path, old, node, st):
                 return
             old_tree, old_tree_id = None, None
             if old is not None and old.type == DIR and old.subtree is not None:
@@ -554,22 +669,59 @@ class _Backup:
                 node.size = outcome.size
                 self.progress.add(files=1)
             elif node.type == DIR and node.subtree is None:
-                node.subtree, _ = self.writer.save(TREE, Tree().to_bytes())
+                node.subtree = Tree().save(self._save_tree_blob)
             tree.nodes.append(node)
         if job.error:
             job.node.error = job.error
+        if self.dirty is not None and job.old_tree is not None:
+            self._count_replaced(job.old_tree, {n.name for n in tree.nodes if n.type == DIR})
         if unchanged and job.old_tree_id is not None:
             job.tree_id = job.old_tree_id  # the same entries: the stored tree, not a new one
         else:
-            job.tree_id, _ = self.writer.save(TREE, tree.to_bytes())
+            job.tree_id = tree.save(self._save_tree_blob)
         job.entries = []  # the parent needs only the id
         return job.tree_id
+
+    def _save_tree_blob(self, data: bytes) -> bytes:
+        assert self.writer is not None
+        return self.writer.save(TREE, data)[0]
+
+    def _count_replaced(self, old_tree: Tree, new_dirs: set[bytes]) -> None:
+        """Count what the parent held in a rebuilt directory (its files, its vanished subtrees)."""
+        for old in old_tree.nodes:
+            if old.type == FILE:
+                self.replaced_files += 1
+                self.replaced_bytes += old.size
+            elif old.type == DIR and old.subtree is not None and old.name not in new_dirs:
+                files, size = self._subtree_totals(old.subtree)
+                self.replaced_files += files
+                self.replaced_bytes += size
+
+    def _subtree_totals(self, tree_id: bytes) -> tuple[int, int]:
+        """Files and bytes below a tree of the parent snapshot."""
+        files = size = 0
+        stack = [tree_id]
+        while stack:
+            try:
+                tree = self.repo.load_tree(stack.pop())
+            except IntegrityError:
+                continue  # an unreadable parent tree: the totals are an estimate then
+            for n in tree.nodes:
+                if n.type == FILE:
+                    files += 1
+                    size += n.size
+                elif n.type == DIR and n.subtree is not None:
+                    stack.append(n.subtree)
+        return files, size
 
     def run(self, paths: list[str], parent: Snapshot | None) -> tuple[bytes, list[str]]:
         """Back up ``paths``; returns the root tree id and the normalized paths."""
         targets = _normalize(paths)
         for t in targets:
             self.root_devices.add(os.lstat(t).st_dev)
+        dirty = self.options.dirty_paths
+        if dirty is not None and parent is not None and sorted(parent.paths) == targets:
+            self.dirty = DirtySet(dirty)
         parent_root = self.repo.load_tree(parent.tree) if parent is not None else None
         root = _DirJob(Node(name=b"", type=DIR), b"/")
         for target in targets:
@@ -607,6 +759,24 @@ class _Backup:
             prefix = path
 
 
+def _whole_snapshot_totals(result: BackupResult, run: _Backup, parent: Snapshot) -> None:
+    """Files and bytes of the whole snapshot after an incremental run.
+
+    The run counted only what it scanned; the rest is the parent's, minus
+    what the parent held in the directories this run rebuilt.
+    """
+    s = parent.summary
+    try:
+        parent_files = int(s["files_new"]) + int(s["files_changed"]) + int(s["files_unmodified"])
+        parent_bytes = int(s["total_bytes"])
+    except (KeyError, TypeError, ValueError):
+        return  # a parent without totals: the counts stay those of the scanned part
+    scanned = result.files_new + result.files_changed + result.files_unmodified
+    files = max(parent_files - run.replaced_files + scanned, scanned)
+    result.files_unmodified = files - result.files_new - result.files_changed
+    result.total_bytes = max(parent_bytes - run.replaced_bytes + run.total_bytes, run.total_bytes)
+
+
 def _unchanged(old: Node, st: os.stat_result) -> bool:
     """Whether the parent snapshot's node still describes this entry's metadata exactly.
 
@@ -630,42 +800,6 @@ def _unchanged(old: Node, st: os.stat_result) -> bool:
     )
 
 
-def _open_for_reading(path: bytes) -> int:
-    """Open a file to back it up: never through a symlink, without touching its atime."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0)
-    try:
-        return os.open(path, flags)
-    except PermissionError:  # O_NOATIME is for the owner (or root) only
-        return os.open(path, flags & ~getattr(os, "O_NOATIME", 0))
-
-
-def _open_ahead(path: bytes) -> int | OSError:
-    """Open a file that is read soon and ask the kernel to start reading it now."""
-    try:
-        fd = _open_for_reading(path)
-    except OSError as exc:
-        return exc
-    with contextlib.suppress(OSError):  # only a hint: a file system may not take it
-        os.posix_fadvise(fd, 0, SMALL_FILE, os.POSIX_FADV_WILLNEED)
-    return fd
-
-
-def _read_to_end(fd: int, expected: int) -> bytes:
-    """A small file's bytes: one read() of its size plus one byte, to see if it grew.
-
-    Python's buffered readall costs three more system calls a file (fstat,
-    lseek and the read that finds the end): 96,000 on the benchmark's 32,000
-    files. A short read on a regular file is its end.
-    """
-    data = os.read(fd, expected + 1)
-    if len(data) <= expected:
-        return data
-    parts = [data]
-    while chunk := os.read(fd, SMALL_FILE):
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 def _normalize(paths: list[str]) -> list[str]:
     """Absolute, existing, de-duplicated paths; nested ones are covered by their ancestor."""
     if not paths:
@@ -678,6 +812,27 @@ def _normalize(paths: list[str]) -> list[str]:
             continue
         out.append(p)
     return out
+
+
+def _reader_pool(
+    repo: Repository, options: BackupOptions
+) -> contextlib.AbstractContextManager[LazyReaderPool | None]:
+    """The reader processes, started once the scan has listed enough small files.
+
+    Not worth it with one core: the threads would do the same work.
+    """
+    if options.reader_processes < 1 or (os.cpu_count() or 1) < 2:
+        return contextlib.nullcontext()
+    p = repo.config.chunker
+    params = ReaderParams(
+        repo.master.id_key,
+        p.min_size,
+        p.avg_size,
+        p.max_size,
+        repo.master.chunker_seed,
+        options.read_retries,
+    )
+    return LazyReaderPool(params, options.reader_processes, options.reader_processes_after)
 
 
 def _find_parent(
@@ -706,7 +861,7 @@ def backup(
     host = options.hostname or socket.gethostname()
     started = time.monotonic()
     norm = _normalize(paths)
-    with repo.lock(exclusive=False, purpose="backup"):
+    with repo.lock(exclusive=False, purpose="backup", on_lost=progress.cancel) as lock:
         repo.load_index()
         orphans = repo.unindexed_packs()
         if orphans:
@@ -718,11 +873,13 @@ def backup(
         with (
             rare_young_collections(isinstance(repo.store, LocalStore)),
             short_gil_slices(),
+            _reader_pool(repo, options) as readers,
             repo.writer() as writer,
             ThreadPoolExecutor(options.hash_workers, thread_name_prefix="hash") as hash_pool,
             ThreadPoolExecutor(options.file_workers, thread_name_prefix="read") as file_pool,
         ):
             run.writer, run.hash_pool, run.file_pool = writer, hash_pool, file_pool
+            run.readers = readers
             try:
                 tree_id, norm = run.run(norm, parent)
             except BaseException:
@@ -733,6 +890,7 @@ def backup(
                 raise
             progress.phase = "saving"
             writer.flush()
+        lock.check()  # the snapshot must not reference packs a prune may already collect
         duration = time.monotonic() - started
         try:
             user = getpass.getuser()
@@ -760,7 +918,10 @@ def backup(
             duration=duration,
             errors=run.result_errors,
             warnings=run.result_warnings,
+            incremental=run.dirty is not None,
         )
+        if run.dirty is not None and parent is not None:
+            _whole_snapshot_totals(result, run, parent)
         result.snapshot.summary = {
             "files_new": result.files_new,
             "files_changed": result.files_changed,
@@ -772,6 +933,7 @@ def backup(
             "total_bytes": result.total_bytes,
             "duration": round(duration, 3),
             "errors": len(result.errors),
+            "scan": "incremental" if result.incremental else "full",
         }
         repo.save_snapshot(result.snapshot)
         progress.phase = "done"

@@ -37,6 +37,7 @@ from vaultwatch.engine.pack import BLOB_TYPES, DATA, pack_name, read_trailer
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.prune import IndexTable
 from vaultwatch.engine.repository import RepoConfig, Repository
+from vaultwatch.engine.retention_state import present_packs, read_retention_state
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import DIR, FILE, Tree
 from vaultwatch.errors import VaultwatchError
@@ -60,6 +61,7 @@ TREE_DAMAGED = "tree"
 BLOB_MISSING = "blob-missing"
 BLOB_DAMAGED = "blob-damaged"
 UNKNOWN_OBJECT = "unknown-object"
+PACK_RETIRED = "pack-retired"
 
 _TRAILER_ENTRY = struct.calcsize("<32sBIII")
 _TRAILER_FIXED = OVERHEAD + 8  # sealed table's nonce and tag, then length u32 and magic
@@ -219,14 +221,28 @@ class _Checker:
             except VaultwatchError as exc:
                 return name, exc
 
+        # Where the service's retention removed packs (retention/state), the index files
+        # still list them: only stored packs are indexed, and a snapshot that needed one
+        # shows up below as missing blobs.
+        present = present_packs(self.repo.store) if read_retention_state(self.repo.store) else None
+        retired: set[bytes] = set()
         for name, payload in self._map(load, names):
             if isinstance(payload, VaultwatchError):
                 self.error(INDEX, f"index file {name} cannot be read: {payload}", name=name)
                 continue
             try:
-                self.index.load_file(payload, name)
+                listed = self.index.load_file(payload, name, present)
             except IntegrityError as exc:
                 self.error(INDEX, f"index file {name} is damaged: {exc}", name=name)
+                continue
+            if present is not None:
+                retired.update(p for p in listed if p not in present)
+        if retired:
+            self.warn(
+                PACK_RETIRED,
+                f"index files list {len(retired)} packs the service's retention removed; "
+                "any data a snapshot still needed from them is reported as missing",
+            )
 
     def packs(self) -> list[bytes]:
         """Compare the index with the store's listing; returns the unindexed packs."""
@@ -319,14 +335,18 @@ class _Checker:
         self.result.snapshots = len(ids)
         return sorted(good, key=lambda s: (s.time, s.id))
 
-    def load_tree(self, tid: bytes) -> Tree:
+    def _tree_blob(self, tid: bytes) -> bytes:
+        """One tree blob (a whole tree, or an index or part of a split one), verified."""
         loc = self.index.lookup(tid)
         if loc is None:
             raise _NotIndexed(f"tree {tid.hex()[:8]} is not in any index")
         if loc.pack_id in self.missing_packs:
             raise IntegrityError(f"tree {tid.hex()[:8]} is in missing pack {loc.pack_id.hex()}")
         sealed = self.repo.store.get_range(pack_name(loc.pack_id), loc.offset, loc.length)
-        return Tree.from_bytes(self.repo.decode_blob(loc, sealed), tid.hex())
+        return self.repo.decode_blob(loc, sealed)
+
+    def load_tree(self, tid: bytes) -> Tree:
+        return Tree.from_bytes(self._tree_blob(tid), tid.hex(), self._tree_blob)
 
     def trees(self, snapshots: list[Snapshot]) -> None:
         """Every tree loads and parses; every blob it references is indexed in a present pack."""
@@ -352,6 +372,9 @@ class _Checker:
                         snapshot=snap.id,
                     )
                     continue
+                if self.track_paths:
+                    for pid in visit.tree.parts:  # a split tree's index and node blobs
+                        self.first_path.setdefault(pid, where)
                 for node in visit.tree.nodes:
                     path = join_path(visit.path, node.name)
                     self._node(snap, path, node.type, node.content, node.subtree, node.error)

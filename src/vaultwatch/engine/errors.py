@@ -33,6 +33,7 @@ class AmbiguousSnapshotError(EngineError):
 class RepositoryLockedError(EngineError):
     """Another process holds a lock that conflicts with the one asked for."""
 
+    exit_code = 11
     http_status = 409
 
 

@@ -13,6 +13,7 @@ import base64
 import getpass
 import json
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from vaultwatch.store.errors import ObjectNotFoundError
 PASSPHRASE = "passphrase"
 ESCROW = "escrow"
 _SLOT_AAD = b"vaultwatch key slot"
+_SLOT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def b64(data: bytes) -> str:
@@ -106,6 +108,8 @@ class KeySlot:
     kdf: dict[str, Any] = field(default_factory=dict)
     ephemeral_public: bytes = b""
     recipient: str = ""
+    label: str = ""
+    """Whose slot this is (e.g. the agent that unlocks with it), so one can be told from another."""
 
     @property
     def name(self) -> str:
@@ -122,6 +126,8 @@ class KeySlot:
             "username": self.username,
             "data": b64(self.sealed),
         }
+        if self.label:
+            doc["label"] = self.label
         if self.kind == PASSPHRASE:
             doc["kdf"] = self.kdf
         else:
@@ -147,6 +153,7 @@ class KeySlot:
                 if "ephemeral_public" in doc
                 else b"",
                 recipient=doc.get("recipient", ""),
+                label=str(doc.get("label", "")),
             )
             # Fail here, not halfway through an unlock, when the parameters are unusable.
             if slot.kind == PASSPHRASE:
@@ -217,7 +224,9 @@ def _who() -> tuple[str, str]:
     return socket.gethostname(), user
 
 
-def passphrase_slot(master: MasterKey, passphrase: str, params: KdfParams) -> KeySlot:
+def passphrase_slot(
+    master: MasterKey, passphrase: str, params: KdfParams, *, label: str = ""
+) -> KeySlot:
     """A new slot sealing ``master`` under ``passphrase``."""
     if not passphrase:
         raise KeySlotError("the passphrase must not be empty")
@@ -231,7 +240,9 @@ def passphrase_slot(master: MasterKey, passphrase: str, params: KdfParams) -> Ke
         "memory_kib": params.memory_kib,
         "parallelism": params.parallelism,
     }
-    return KeySlot(secrets.token_hex(16), PASSPHRASE, _now(), host, user, sealed, kdf=kdf)
+    return KeySlot(
+        secrets.token_hex(16), PASSPHRASE, _now(), host, user, sealed, kdf=kdf, label=label
+    )
 
 
 def escrow_slot(master: MasterKey, recipient: X25519PublicKey) -> KeySlot:
@@ -269,19 +280,49 @@ def load_slots(store: Store, *, skip_malformed: bool = False) -> list[KeySlot]:
     return sorted(slots, key=lambda s: (s.created, s.slot_id))
 
 
+def _preferred_slot(store: Store, slot_id: str) -> KeySlot | None:
+    """The slot named ``slot_id``, or None when it is gone, malformed or not a slot id."""
+    if not _SLOT_ID.match(slot_id):
+        return None
+    try:
+        return KeySlot.from_json(slot_id, store.get(f"keys/{slot_id}"))
+    except (ObjectNotFoundError, IntegrityError):
+        return None
+
+
+def _try_slot(
+    slot: KeySlot, passphrase: str | None, escrow_key: X25519PrivateKey | None
+) -> MasterKey | None:
+    if passphrase is not None and slot.kind == PASSPHRASE:
+        return slot.unlock_with_passphrase(passphrase)
+    if escrow_key is not None and slot.kind == ESCROW:
+        return slot.unlock_with_escrow(escrow_key)
+    return None
+
+
 def unlock(
-    store: Store, passphrase: str | None = None, escrow_key: X25519PrivateKey | None = None
+    store: Store,
+    passphrase: str | None = None,
+    escrow_key: X25519PrivateKey | None = None,
+    *,
+    prefer: str | None = None,
 ) -> tuple[MasterKey, KeySlot]:
     """Open the master key with a passphrase or an escrow private key.
 
+    ``prefer`` names the slot to try first: a vault shared by a hundred
+    servers has a hundred passphrase slots, and trying each costs an Argon2
+    derivation, so an agent that knows its own slot opens the vault with one.
     A damaged (or planted) slot file must not lock the owner out: it is skipped.
     """
+    first = _preferred_slot(store, prefer) if prefer else None
+    if first is not None:
+        master = _try_slot(first, passphrase, escrow_key)
+        if master is not None:
+            return master, first
     for slot in load_slots(store, skip_malformed=True):
-        master: MasterKey | None = None
-        if passphrase is not None and slot.kind == PASSPHRASE:
-            master = slot.unlock_with_passphrase(passphrase)
-        elif escrow_key is not None and slot.kind == ESCROW:
-            master = slot.unlock_with_escrow(escrow_key)
+        if first is not None and slot.slot_id == first.slot_id:
+            continue
+        master = _try_slot(slot, passphrase, escrow_key)
         if master is not None:
             return master, slot
     what = "passphrase" if passphrase is not None else "escrow key"

@@ -228,6 +228,8 @@ def _used_blobs(repo: Repository, workers: int, progress: Progress) -> tuple[IdS
                 f"tree {visit.tree_id.hex()[:8]} at {where} cannot be read ({visit.error})"
             )
         used.add(visit.tree_id)
+        for pid in visit.tree.parts:  # the index and node blobs of a split tree
+            used.add(pid)
         for node in visit.tree.nodes:
             for bid in node.content:
                 used.add(bid)
@@ -455,6 +457,8 @@ def execute_prune(
     if between_phases is not None:
         between_phases()
 
+    if lock is not None:
+        lock.check()  # a lost exclusive lock: a backup may now be writing what we would delete
     progress.phase = "deleting unused data"
     old = [n for n in plan.old_index_files if n != complete]
     r.index_files_removed = _delete(repo, old)
@@ -501,7 +505,9 @@ def prune(
     """
     progress = progress or Progress()
     guard: AbstractContextManager[RepositoryLock | None] = (
-        nullcontext() if dry_run else repo.lock(exclusive=True, purpose="prune")
+        nullcontext()
+        if dry_run
+        else repo.lock(exclusive=True, purpose="prune", on_lost=progress.cancel)
     )
     with guard as lock:
         plan = plan_prune(repo, options, progress)

@@ -35,6 +35,7 @@ from vaultwatch.engine.errors import (
 from vaultwatch.engine.ids import blob_id, content_hash
 from vaultwatch.engine.index import BlobIndex, BlobLocation, PackListing, encode_index
 from vaultwatch.engine.lock import RepositoryLock, locked
+from vaultwatch.engine.manifest import manifest_name
 from vaultwatch.engine.memory import ThreadBuffers
 from vaultwatch.engine.pack import (
     DATA,
@@ -44,6 +45,7 @@ from vaultwatch.engine.pack import (
     pack_sealer,
     read_trailer,
 )
+from vaultwatch.engine.retention_state import read_retention_state, usable_packs
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import Tree
 from vaultwatch.store.base import Store
@@ -134,6 +136,10 @@ class Repository:
         self._sealers: OrderedDict[bytes, Sealer] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._snapshot_cache: dict[str, Snapshot] = {}
+        self.retention_generation = 0
+        """The ``retention/state`` generation the index was loaded under (0: none)."""
+        self.removed_packs: set[bytes] = set()
+        """Packs the index files list that the service removed or is about to remove."""
 
     # -- creating and opening ----------------------------------------------------------
 
@@ -147,6 +153,7 @@ class Repository:
         chunker: ChunkerParams | None = None,
         pack_size: int = 8 * 1024 * 1024,
         escrow_public: X25519PublicKey | None = None,
+        label: str = "",
     ) -> Repository:
         """Create a repository with one passphrase slot (and an escrow slot when given)."""
         if store.exists("config"):
@@ -158,7 +165,9 @@ class Repository:
             chunker or ChunkerParams(),
             pack_size,
         )
-        slot = keyslots.passphrase_slot(master, passphrase, kdf or keyslots.KdfParams())
+        slot = keyslots.passphrase_slot(
+            master, passphrase, kdf or keyslots.KdfParams(), label=label
+        )
         store.put(slot.name, slot.to_json())
         if escrow_public is not None:
             escrow = keyslots.escrow_slot(master, escrow_public)
@@ -174,14 +183,19 @@ class Repository:
 
     @classmethod
     def open(
-        cls, store: Store, passphrase: str | None = None, escrow_key: X25519PrivateKey | None = None
+        cls,
+        store: Store,
+        passphrase: str | None = None,
+        escrow_key: X25519PrivateKey | None = None,
+        *,
+        slot_id: str | None = None,
     ) -> Repository:
-        """Open with a passphrase or the escrow private key."""
+        """Open with a passphrase or the escrow private key (trying slot ``slot_id`` first)."""
         try:
             config = RepoConfig.from_json(store.get("config"))
         except ObjectNotFoundError:
             raise RepositoryNotFoundError(f"no repository at {store.location}") from None
-        master, slot = keyslots.unlock(store, passphrase, escrow_key)
+        master, slot = keyslots.unlock(store, passphrase, escrow_key, prefer=slot_id)
         return cls(store, config, master, slot)
 
     def close(self) -> None:
@@ -195,10 +209,12 @@ class Repository:
         return keyslots.load_slots(self.store)
 
     def add_passphrase(
-        self, passphrase: str, kdf: keyslots.KdfParams | None = None
+        self, passphrase: str, kdf: keyslots.KdfParams | None = None, *, label: str = ""
     ) -> keyslots.KeySlot:
         """Add a passphrase slot for the same master key."""
-        slot = keyslots.passphrase_slot(self.master, passphrase, kdf or keyslots.KdfParams())
+        slot = keyslots.passphrase_slot(
+            self.master, passphrase, kdf or keyslots.KdfParams(), label=label
+        )
         self.store.put(slot.name, slot.to_json())
         return slot
 
@@ -241,16 +257,22 @@ class Repository:
 
     # -- locks -----------------------------------------------------------------------------
 
-    def lock(self, *, exclusive: bool, purpose: str) -> AbstractContextManager[RepositoryLock]:
-        """Shared lock for backups, exclusive for prune."""
-        return locked(self.store, exclusive=exclusive, purpose=purpose)
+    def lock(
+        self, *, exclusive: bool, purpose: str, on_lost: Callable[[], None] | None = None
+    ) -> AbstractContextManager[RepositoryLock]:
+        """Shared lock for backups, exclusive for prune; ``on_lost`` stops the operation."""
+        return locked(self.store, exclusive=exclusive, purpose=purpose, on_lost=on_lost)
 
     # -- encrypted files -------------------------------------------------------------------
 
+    def seal(self, kind: str, payload: bytes) -> tuple[str, bytes]:
+        """Encrypt a file: (its id, the bytes to store under ``<prefix>/<id>``)."""
+        data = seal_file(self.master.enc_key, kind, payload)
+        return content_hash(data).hex(), data
+
     def save_file(self, kind: str, prefix: str, payload: bytes) -> str:
         """Encrypt and store a file named by its content hash; returns the id."""
-        data = seal_file(self.master.enc_key, kind, payload)
-        file_id = content_hash(data).hex()
+        file_id, data = self.seal(kind, payload)
         with suppress(ObjectExistsError):
             self.store.put(f"{prefix}/{file_id}", data)
         return file_id
@@ -265,15 +287,25 @@ class Repository:
     # -- index -------------------------------------------------------------------------------
 
     def load_index(self, *, reload: bool = False) -> None:
-        """Read every index file (in parallel: each is a separate object)."""
+        """Read every index file (in parallel: each is a separate object).
+
+        In a vault whose service removed packs (``retention/state``), packs
+        it removed or announced are left out: nothing may deduplicate
+        against them, and a duplicated blob is read from a copy still stored.
+        """
         if self._index_loaded and not reload:
             return
         index = BlobIndex()
+        state = read_retention_state(self.store)
+        usable = usable_packs(self.store, state) if state is not None else None
         names = [o.name for o in self.store.list("index/")]
+        listed: set[bytes] = set()
         with ThreadPoolExecutor(max_workers=4) as pool:
             payloads = pool.map(lambda n: (n, self.load_file("index", n)), names)
             for name, payload in payloads:
-                index.load_file(payload, name)
+                listed.update(index.load_file(payload, name, usable))
+        self.retention_generation = state.generation if state is not None else 0
+        self.removed_packs = listed - usable if usable is not None else set()
         with self.index_lock:
             self.index = index
             self._index_files = names
@@ -305,7 +337,8 @@ class Repository:
         for obj in self.store.list("data/"):
             pid = obj.name.rsplit("/", 1)[-1]
             try:
-                if not self.index.has_pack(bytes.fromhex(pid)):
+                raw = bytes.fromhex(pid)
+                if not self.index.has_pack(raw) and raw not in self.removed_packs:
                     out.append(obj.name)
             except ValueError:
                 continue
@@ -403,7 +436,9 @@ class Repository:
                     res.append((loc.blob_id, data))
                 else:
                     try:
-                        res.append((loc.blob_id, Tree.from_bytes(data, loc.blob_id.hex())))
+                        res.append(
+                            (loc.blob_id, Tree.from_bytes(data, loc.blob_id.hex(), self.load_blob))
+                        )
                     except IntegrityError as exc:
                         res.append((loc.blob_id, exc))
             return res
@@ -520,7 +555,7 @@ class Repository:
             if tree is not None:
                 self._tree_cache.move_to_end(tree_id)
                 return tree
-        tree = Tree.from_bytes(self.load_blob(tree_id), tree_id.hex())
+        tree = Tree.from_bytes(self.load_blob(tree_id), tree_id.hex(), self.load_blob)
         self._remember_trees({tree_id: tree})
         return tree
 
@@ -587,9 +622,11 @@ class Repository:
         return self.load_snapshot(matches[0])
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        """Remove a snapshot file (its data stays until prune)."""
+        """Remove a snapshot file and its reference manifest, if any (its data stays until prune)."""
         self.store.delete(f"snapshots/{snapshot_id}")
         self._snapshot_cache.pop(snapshot_id, None)
+        with suppress(ObjectNotFoundError):
+            self.store.delete(manifest_name(snapshot_id))
 
 
 class BlobWriter:

@@ -39,6 +39,7 @@ from vaultwatch.engine.errors import EngineError, IntegrityError, UnsafePathErro
 from vaultwatch.engine.index import BlobLocation
 from vaultwatch.engine.memory import rare_young_collections, short_gil_slices, tune_allocator
 from vaultwatch.engine.metadata import apply_metadata
+from vaultwatch.engine.patterns import PathSelector
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.snapshot import Snapshot
@@ -73,7 +74,9 @@ class RestoreTargetFullError(EngineError):
 class RestoreOptions:
     """What to restore and how."""
 
-    includes: list[str] = field(default_factory=list)
+    includes: list[str] = field(default_factory=list)  # restic patterns (see engine.patterns)
+    excludes: list[str] = field(default_factory=list)
+    verify: bool = False  # read every restored file back and compare it with the snapshot
     owner: bool | None = None  # restore ownership; default: when running as root
     workers: int | None = None  # default: see default_workers
 
@@ -94,6 +97,7 @@ class RestoreResult:
     files_skipped: int = 0
     dirs: int = 0
     bytes_written: int = 0
+    files_verified: int = 0
     duration: float = 0.0
     errors: list[RestoreError] = field(default_factory=list)
 
@@ -186,6 +190,14 @@ class _SafeDirs:
         self._checked[key] = path
         return path
 
+    def existing(self, rel: list[bytes]) -> bytes | None:
+        """The path of ``rel`` if this restore already made or checked it, else None."""
+        path = self.root
+        for part in rel:
+            path = child_path(path, part)
+        with self._lock:
+            return path if path in self._known else None
+
 
 class _Restore:
     def __init__(
@@ -206,6 +218,7 @@ class _Restore:
         # A local read costs little, so each worker holds 2 MiB of a pack, not all 8.
         self.max_span = LOCAL_SPAN if isinstance(repo.store, LocalStore) else None
         self.dirs = _SafeDirs(target, target_is_new)
+        self.selector = PathSelector(options.includes, options.excludes)
         self.result = RestoreResult()
         self.files: list[_FilePlan] = []
         self.dir_nodes: list[tuple[bytes, Node]] = []
@@ -263,7 +276,8 @@ class _Restore:
                 )
             )
 
-    def plan(self, tree_id: bytes, rel: list[bytes], includes: list[list[bytes]]) -> None:
+    def plan(self, tree_id: bytes, rel: list[bytes], all_in: bool) -> None:
+        """Plan a directory's entries; ``all_in``: an include pattern took the directory whole."""
         tree = self.trees.get(tree_id)
         if tree is None:
             tree = self.trees[tree_id] = self.repo.load_tree(tree_id)
@@ -277,11 +291,20 @@ class _Restore:
                 self.error(os.path.join(self.target, *rel, b"?"), str(exc))
                 continue
             child = [*rel, name]
-            selected = not includes or any(child[: len(i)] == i for i in includes)
-            on_the_way = any(i[: len(child)] == child and len(i) > len(child) for i in includes)
-            if not (selected or on_the_way):
+            if self.selector.excluded(child):
                 continue
+            selected = all_in or self.selector.included(child)
             if node.type == DIR:
+                if not selected:
+                    # restic: a directory on the way to included entries is made only when
+                    # something below it is restored, and then counted and given its metadata
+                    if node.subtree is not None and self.selector.child_may_be_included(child):
+                        self.plan(node.subtree, child, False)
+                        made = self.dirs.existing(child)
+                        if made is not None:
+                            self.dir_nodes.append((made, node))
+                            self.result.dirs += 1
+                    continue
                 try:
                     path = self.dirs.ensure(child)
                 except OSError as exc:
@@ -292,10 +315,9 @@ class _Restore:
                     self.error(os.path.join(self.target, *child), str(exc))
                     continue
                 if node.subtree is not None:
-                    self.plan(node.subtree, child, [] if selected else includes)
-                if selected:
-                    self.dir_nodes.append((path, node))
-                    self.result.dirs += 1
+                    self.plan(node.subtree, child, True)
+                self.dir_nodes.append((path, node))
+                self.result.dirs += 1
                 continue
             if not selected:
                 continue
@@ -512,6 +534,54 @@ class _Restore:
         for path, node in sorted(self.dir_nodes, key=lambda item: -item[0].count(b"/")):
             self._metadata(path, node)
 
+    def verify(self) -> None:
+        """Read each restored file back: every chunk must hash to the snapshot's content id.
+
+        What ``restore --verify`` promises: the bytes on disk, not only the
+        bytes fetched, are the snapshot's (a full disk, a bad cable or a
+        concurrent writer would show here).
+        """
+        plans = [p for p in self.files if not p.damaged]
+        lengths = {
+            bid: loc.raw_length
+            for bid, loc in self.repo.lookup_many(b for p in plans for b in p.node.content).items()
+        }
+        paths = [(p.path, p.node) for p in plans] + [(path, node) for _, path, node in self.links]
+        failed: set[bytes] = {os.fsencode(e.path) for e in self.result.errors}
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="verify") as pool:
+            for path, problem in pool.map(
+                lambda item: (item[0], self._verify_file(item[0], item[1], lengths)),
+                [item for item in paths if item[0] not in failed],
+            ):
+                if problem:
+                    self.error(path, f"verification failed: {problem}")
+                else:
+                    self.result.files_verified += 1
+
+    def _verify_file(self, path: bytes, node: Node, lengths: dict[bytes, int]) -> str:
+        """Why the file at ``path`` does not hold ``node``'s content ('' when it does)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            return f"cannot read: {exc.strerror}"
+        try:
+            offset = 0
+            for bid in node.content:
+                length = lengths.get(bid)
+                if length is None:
+                    return f"blob {bid.hex()[:8]} is not in the index"
+                data = os.pread(fd, length, offset)
+                if len(data) != length or self.repo.blob_id(data) != bid:
+                    return f"content differs at offset {offset}"
+                offset += length
+            if os.fstat(fd).st_size != offset:
+                return f"size is {os.fstat(fd).st_size}, the snapshot says {offset}"
+        except OSError as exc:
+            return f"cannot read: {exc.strerror}"
+        finally:
+            os.close(fd)
+        return ""
+
     def _special(self, path: bytes, node: Node) -> None:
         try:
             with contextlib.suppress(FileNotFoundError):
@@ -565,14 +635,13 @@ def restore(
         run = _Restore(
             repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new
         )
-        includes = [_split_include(i) for i in options.includes]
         progress.phase = "planning"
         run.prefetch_trees(snapshot.tree)
-        run.plan(snapshot.tree, [], includes)
+        run.plan(snapshot.tree, [], False)
         run.resolve_files()
         run.trees.clear()  # planned: the trees are no longer needed, free them before writing
         run.release_plan_inputs()
-        if includes and not (run.files or run.dir_nodes or run.others or run.links):
+        if options.includes and not (run.files or run.dir_nodes or run.others or run.links):
             raise EngineError(
                 "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
             )
@@ -581,6 +650,9 @@ def restore(
             run.write_files()
             progress.phase = "setting metadata"
             run.finish()
+            if options.verify:
+                progress.phase = "verifying"
+                run.verify()
     run.result.duration = time.monotonic() - started
     progress.phase = "done"
     return run.result

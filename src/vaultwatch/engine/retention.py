@@ -20,20 +20,20 @@ remove everything.
 from __future__ import annotations
 
 import calendar
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from vaultwatch.durations import DurationError, parse_calendar
 from vaultwatch.engine.errors import PolicyError
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.store.errors import ObjectNotFoundError
 
 GROUP_FIELDS = ("host", "paths", "tags")
-_UNITS = {"y": "years", "m": "months", "d": "days", "h": "hours"}
-_TOKEN = re.compile(r"(\d+)([a-zA-Z]?)")
+#: The keys of a policy document (``RetentionPolicy.from_document``).
+DOCUMENT_KEYS = ("within", "last", "hourly", "daily", "weekly", "monthly", "yearly")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Duration:
         return not (self.years or self.months or self.days or self.hours)
 
     def __str__(self) -> str:
-        parts = [(self.years, "y"), (self.months, "m"), (self.days, "d"), (self.hours, "h")]
+        parts = [(self.years, "y"), (self.months, "mo"), (self.days, "d"), (self.hours, "h")]
         return "".join(f"{n}{u}" for n, u in parts if n) or "0h"
 
     def before(self, moment: datetime, tz: tzinfo | None = None) -> datetime:
@@ -71,36 +71,12 @@ class Duration:
 
 
 def parse_duration(text: str) -> Duration:
-    """Parse ``1y2m3d4h`` (any subset of the units, each once, in any order)."""
-    raw = text.strip()
-    if not raw:
-        raise PolicyError("empty duration: write it like 1y2m3d4h (years, months, days, hours)")
-    if raw.startswith("-"):
-        raise PolicyError(f"duration {text!r} must not be negative")
-    if re.search(r"\d[.,]\d", raw):
-        raise PolicyError(f"duration {text!r}: use whole numbers (e.g. 36h rather than 1.5d)")
-    values: dict[str, int] = {}
-    pos = 0
-    while pos < len(raw):
-        m = _TOKEN.match(raw, pos)
-        if m is None:
-            raise PolicyError(
-                f"duration {text!r}: expected a number at {raw[pos:]!r} "
-                "(write it like 1y2m3d4h: years, months, days, hours)"
-            )
-        number, unit = m.group(1), m.group(2)
-        if not unit:
-            raise PolicyError(f"duration {text!r}: the number {number} has no unit (y, m, d or h)")
-        if unit not in _UNITS:
-            raise PolicyError(
-                f"duration {text!r}: unknown unit {unit!r} (use y years, m months, d days, h hours)"
-            )
-        name = _UNITS[unit]
-        if name in values:
-            raise PolicyError(f"duration {text!r}: the unit {unit!r} appears more than once")
-        values[name] = int(number)
-        pos = m.end()
-    return Duration(**values)
+    """Parse ``1y2mo3d4h``: the product's calendar durations (see vaultwatch.durations)."""
+    try:
+        parts = parse_calendar(text)
+    except DurationError as exc:
+        raise PolicyError(f"duration {exc}") from None
+    return Duration(parts.years, parts.months, parts.days, parts.hours)
 
 
 @dataclass(frozen=True)
@@ -153,6 +129,52 @@ class RetentionPolicy:
         )
         policy.validate()
         return policy
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any], *, where: str = "retention") -> RetentionPolicy:
+        """Build from a stored or configured document ``{"within": "2d", "daily": 7, ...}``.
+
+        The document form of a policy (agent configuration, catalog, API):
+        the keys of ``DOCUMENT_KEYS``, counts as whole numbers (-1 unlimited).
+        Grouping is left to the caller (the service judges each backup set alone).
+        """
+        if not isinstance(doc, Mapping):
+            raise PolicyError(f"{where} must be a table of keep rules")
+        unknown = sorted(set(doc) - set(DOCUMENT_KEYS))
+        if unknown:
+            raise PolicyError(
+                f"{where}: unknown rule {unknown[0]!r} (use {', '.join(DOCUMENT_KEYS)})"
+            )
+        counts: dict[str, int] = {}
+        for name in DOCUMENT_KEYS[1:]:
+            value = doc.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise PolicyError(f"{where}.{name} must be a whole number (-1 for unlimited)")
+            counts[name] = value
+        within = doc.get("within")
+        if within is not None and not isinstance(within, str):
+            raise PolicyError(f'{where}.within must be a duration such as "2d" or "36h"')
+        try:
+            return cls.from_options(
+                last=counts["last"],
+                hourly=counts["hourly"],
+                daily=counts["daily"],
+                weekly=counts["weekly"],
+                monthly=counts["monthly"],
+                yearly=counts["yearly"],
+                within=within,
+                group_by=(),
+            )
+        except PolicyError as exc:
+            raise PolicyError(f"{where}: {exc}") from None
+
+    def to_document(self) -> dict[str, Any]:
+        """The document form (rules that are off are left out)."""
+        doc: dict[str, Any] = {}
+        if self.within is not None:
+            doc["within"] = str(self.within)
+        doc.update({name: n for name, n in self._counts() if n})
+        return doc
 
     def _counts(self) -> list[tuple[str, int]]:
         return [

@@ -23,12 +23,21 @@ class Snapshot:
     parent: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     program_version: str = ""
+    original: str | None = None  # the snapshot this one replaces (tag) or was copied from (copy)
     id: str = ""
 
     @property
     def short_id(self) -> str:
         """The 8-digit prefix shown in listings."""
         return self.id[:8]
+
+    def same_origin_as(self, other: Snapshot) -> bool:
+        """Whether ``other`` is of the same line of backups: same paths, tags and host."""
+        return (
+            sorted(self.paths) == sorted(other.paths)
+            and sorted(self.tags) == sorted(other.tags)
+            and self.hostname == other.hostname
+        )
 
     def to_json(self) -> bytes:
         """The plaintext that is encrypted into the snapshot file."""
@@ -44,6 +53,8 @@ class Snapshot:
             "summary": self.summary,
             "program_version": self.program_version,
         }
+        if self.original is not None:
+            doc["original"] = self.original
         return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
@@ -61,6 +72,7 @@ class Snapshot:
                 parent=doc.get("parent"),
                 summary=dict(doc.get("summary", {})),
                 program_version=doc.get("program_version", ""),
+                original=doc.get("original"),
                 id=snapshot_id,
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -79,4 +91,5 @@ class Snapshot:
             "tags": self.tags,
             "parent": self.parent,
             "summary": self.summary,
+            "original": self.original,
         }

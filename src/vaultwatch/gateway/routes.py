@@ -42,8 +42,8 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
     }
     for status, description in {
         400: "Malformed request (bad object name, cursor ...)",
-        401: "Missing, unknown or revoked credential",
-        403: "Not allowed for agents (delete, overwrite)",
+        401: "Missing, unknown or revoked credential, or a retired agent",
+        403: "Not allowed for agents (delete, overwrite), or the tenant is suspended or deleted",
         404: "No such object or vault",
         409: "The object exists (agents cannot replace objects)",
         413: "Body too large",
@@ -307,6 +307,28 @@ def delete_object(name: ObjectName, agent: Agent, service: Service) -> Response:
     service.vaults.check_delete(agent, name)
     service.vaults.delete(agent, name)
     return Response(status_code=204)
+
+
+# -- the agent's own credential -----------------------------------------------------------------
+
+
+@router.post(
+    "/agents/self/credential",
+    status_code=201,
+    response_model=schemas.CredentialOut,
+    tags=["agents"],
+    summary="Rotate the calling agent's credential",
+)
+def rotate_credential(agent: Agent, service: Service) -> schemas.CredentialOut:
+    """A new credential (shown once). The current one keeps working until the new one is used.
+
+    The first request made with the new credential proves the agent stored
+    it, and revokes every other credential of the agent.
+    """
+    rotated = service.rotate_credential(agent)
+    return schemas.CredentialOut(
+        agent_id=rotated.agent_id, credential=rotated.credential, created_at=rotated.created_at
+    )
 
 
 # -- heartbeats and jobs ------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from vaultwatch.catalog import BackupMode, JobKind, JobState
 from vaultwatch.catalog.agent_reports import JobReport, ReportedBackupSet, ReportedSnapshot
+from vaultwatch.engine.errors import PolicyError
+from vaultwatch.engine.retention import RetentionPolicy
 
 
 def _storable(value: str) -> str:
@@ -47,7 +49,7 @@ HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Time = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
 
 AgentJobState = Literal[
-    "queued", "running", "waiting_for_network", "succeeded", "partial", "failed",
+    "queued", "running", "waiting_for_network", "succeeded", "partial", "unchanged", "failed",
     "interrupted", "cancelled",
 ]  # fmt: skip
 
@@ -86,6 +88,14 @@ class EnrollResponse(BaseModel):
     server_time: datetime
 
 
+class CredentialOut(BaseModel):
+    """A rotated-in agent credential (shown this once); the old one works until this is used."""
+
+    agent_id: uuid.UUID
+    credential: str
+    created_at: datetime
+
+
 class ObjectOut(BaseModel):
     """One vault object."""
 
@@ -107,6 +117,17 @@ class PutResponse(BaseModel):
     size: int
 
 
+def _policy_document(value: Any) -> dict[str, Any]:
+    """A retention policy document in the engine's grammar, normalised."""
+    try:
+        return RetentionPolicy.from_document(value).to_document()
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+RetentionDocument = Annotated[dict[str, Any], AfterValidator(_policy_document)]
+
+
 class BackupSetIn(Strict):
     """A backup set as the agent's configuration defines it."""
 
@@ -116,6 +137,8 @@ class BackupSetIn(Strict):
     rpo_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
     schedule: Str100 | None = None
     excludes: Annotated[list[Path], Field(max_length=1000)] = []
+    retention: RetentionDocument | None = None
+    """Retention the agent's configuration asks the service to add (it can only keep more)."""
 
     def to_domain(self) -> ReportedBackupSet:
         """The catalog's form."""
@@ -126,6 +149,7 @@ class BackupSetIn(Strict):
             rpo_seconds=self.rpo_seconds,
             schedule=self.schedule,
             excludes=list(self.excludes),
+            retention=dict(self.retention) if self.retention is not None else None,
         )
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from vaultwatch.catalog import Agent, Catalog, Job
+from vaultwatch.catalog.agent_lifecycle import RotatedCredential, rotate_agent_credential
 from vaultwatch.catalog.agent_reports import (
     JobReport,
     ReportedBackupSet,
@@ -129,6 +130,13 @@ class GatewayService:
         with self.catalog.session() as session:
             return _identity(authenticate_agent(session, credential, key=self._key))
 
+    def rotate_credential(self, identity: AgentIdentity) -> RotatedCredential:
+        """A new credential for the calling agent; its first use revokes the current one."""
+        with self.catalog.session(tenant_id=identity.tenant_id) as session:
+            return rotate_agent_credential(
+                session, identity.agent_id, key=self._key, actor=identity.actor
+            )
+
     def heartbeat(self, credential: str, report: HeartbeatReport) -> HeartbeatAck:
         """Check the credential, record last_seen and facts, bring the agent's backup sets up to date.
 
@@ -206,6 +214,7 @@ def _identity(agent: AuthenticatedAgent) -> AgentIdentity:
         tenant_id=agent.tenant_id,
         tenant_name=agent.tenant_name,
         hostname=agent.hostname,
+        suspended=agent.suspended,
     )
 
 

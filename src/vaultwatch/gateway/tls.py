@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.files import write_private
 
 CA_VALIDITY = timedelta(days=3652)
 SERVER_VALIDITY = timedelta(days=825)  # the longest lifetime clients commonly accept
@@ -53,12 +53,7 @@ def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _KEY_MODE)
-    try:
-        os.write(fd, pem)
-    finally:
-        os.close(fd)
+    write_private(path, pem, mode=_KEY_MODE, exclusive=True)
 
 
 def _write_cert(path: Path, cert: x509.Certificate) -> None:

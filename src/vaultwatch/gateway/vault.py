@@ -9,7 +9,9 @@ holding the agent's credential):
   ``snapshots/<id>``) must hash to their name, so nothing can be stored under
   the name of data it is not; the upload is hashed as it streams in.
 - Only the repository layout's names exist: ``config``, ``keys/``, ``locks/``,
-  ``data/``, ``index/``, ``snapshots/``.
+  ``data/``, ``index/``, ``snapshots/``, ``manifests/`` (reference manifests,
+  checked and stamped: see ``gateway.manifests``). ``retention/`` and
+  ``trash/`` belong to the service's retention: agents may read, never write.
 
 Uploads stream to a spool file (bounded memory however slow the client);
 only a verified upload is read back and handed to the Store, and at most
@@ -37,6 +39,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -44,8 +47,10 @@ import anyio.to_thread
 import blake3
 
 from vaultwatch.catalog import Catalog, audit
+from vaultwatch.catalog.errors import TenantSuspendedError
 from vaultwatch.catalog.vaults import get_tenant_vault, record_vault_id, register_tenant_vault
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.gateway import manifests
 from vaultwatch.server_config import ServerSettings
 from vaultwatch.store.base import Store, StoredObject, check_name, check_prefix
 from vaultwatch.store.errors import (
@@ -61,7 +66,7 @@ MAX_PAGE = 10000
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX_ID = re.compile(r"^[0-9a-f]{8,64}$")
 _DATA = re.compile(r"^data/([0-9a-f]{2})/([0-9a-f]{64})$")
-_TOP_LEVEL = ("keys/", "locks/", "data/", "index/", "snapshots/")
+_TOP_LEVEL = ("keys/", "locks/", "data/", "index/", "snapshots/", "manifests/")
 _LISTING_TTL = 300.0
 _LISTING_CACHE = 32
 _SPOOL_CHUNK = 1 << 20
@@ -103,6 +108,8 @@ class AgentIdentity:
     tenant_id: uuid.UUID
     tenant_name: str
     hostname: str
+    suspended: bool = False
+    """The tenant is suspended: reads are allowed, new objects are refused."""
 
     @property
     def actor(self) -> str:
@@ -129,8 +136,8 @@ def check_layout(name: str) -> str:
     if name == "config" or (name.startswith(_TOP_LEVEL) and name.count("/") >= 1):
         return name
     raise ObjectNamingError(
-        f"{name!r} is not a repository object: expected config, keys/, locks/, data/, index/ "
-        "or snapshots/"
+        f"{name!r} is not a repository object: expected config, keys/, locks/, data/, index/, "
+        "snapshots/ or manifests/"
     )
 
 
@@ -147,6 +154,9 @@ def expected_content_id(name: str) -> str | None:
             if not _HEX64.match(tail):
                 raise ObjectNamingError(f"{name!r}: {kind[:-1]} files are named by their BLAKE3 id")
             return tail
+    snapshot = manifests.snapshot_of(name)
+    if snapshot is not None and not _HEX64.match(snapshot):
+        raise ObjectNamingError(f"{name!r}: manifests are named by their snapshot's id")
     return None
 
 
@@ -396,10 +406,20 @@ class VaultAccess:
 
     def check_put(self, identity: AgentIdentity, name: str, overwrite: bool) -> str | None:
         """Validate a PUT before its body is read; returns the id the content must hash to."""
+        if identity.suspended:
+            raise TenantSuspendedError(
+                f"tenant {identity.tenant_name} is suspended: the service accepts no new "
+                "backups until it is resumed (restores still work); contact the service"
+            )
         check_layout(name)
         if overwrite and not is_lock(name):
             self._refuse(identity, "vault.overwrite_refused", name)
         content_id = expected_content_id(name)
+        snapshot = manifests.snapshot_of(name)
+        if snapshot is not None and self.store_for(identity).exists(f"snapshots/{snapshot}"):
+            raise manifests.ManifestRefusedError(
+                f"snapshot {snapshot[:8]} already exists: a manifest is written before its snapshot"
+            )
         if not overwrite and self.store_for(identity).exists(name):
             # Before the body is read: a retried upload of a large pack costs nothing.
             raise ObjectExistsError(
@@ -503,6 +523,8 @@ class VaultAccess:
         """
         store = self.store_for(identity)
         replace = overwrite and is_lock(name)
+        if manifests.snapshot_of(name) is not None:
+            return self._store_manifest(identity, store, name, spooled)
         with self._put_slots:
             try:
                 if isinstance(store, LocalStore) and not replace:
@@ -516,6 +538,25 @@ class VaultAccess:
         if name == "config":
             self._note_vault_id(identity, spooled.read_bytes())
         return spooled.stat().st_size
+
+    def _store_manifest(
+        self, identity: AgentIdentity, store: Store, name: str, spooled: Path
+    ) -> int:
+        """Validate and stamp a reference manifest, then store it (create-only)."""
+        data = manifests.stamp(
+            spooled.read_bytes(),
+            name,
+            agent_id=str(identity.agent_id),
+            hostname=identity.hostname,
+            now=datetime.now(UTC),
+        )
+        try:
+            store.put(name, data)
+        except ObjectExistsError:
+            raise ObjectExistsError(
+                f"object {name!r} already exists; agents cannot replace objects"
+            ) from None
+        return len(data)
 
     def _note_vault_id(self, identity: AgentIdentity, config: bytes) -> None:
         """Record the repository's own id in the catalog (the config is plaintext JSON)."""

@@ -95,7 +95,10 @@ def apply_filter(statement: _S, flt: AlarmFilter) -> _S:
     if flt.owner:
         statement = statement.where(Alarm.owner == flt.owner)
     if flt.text:
-        statement = statement.where(Alarm.summary.ilike(_like(flt.text), escape="\\"))
+        # lower() LIKE lower() rather than ILIKE: the same match, and PostgreSQL's ILIKE
+        # costs twice as much per row (SQLite's ILIKE is this very expression).
+        pattern = func.lower(_like(flt.text))
+        statement = statement.where(func.lower(Alarm.summary).like(pattern, escape="\\"))
     if not flt.include_symptoms:
         statement = statement.where(Alarm.suppressed_by.is_(None))
     if not flt.include_silenced:

@@ -158,38 +158,73 @@ _PG_TYPES: dict[str, Any] = {
 }
 
 
-def _json_value(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return str(value)  # UUIDs
+#: The columns of a batch row (`_row`'s keys), in the order the statements name them.
+_ROW_COLUMNS: tuple[str, ...] = (
+    "identifier",
+    "node",
+    "entity",
+    "alert_group",
+    "alert_key",
+    "severity",
+    "last_problem_severity",
+    "type",
+    "summary",
+    "alarm_class",
+    "class_reason",
+    "source",
+    "tenant_id",
+    "agent_id",
+    "tally",
+    "first_occurrence",
+    "last_occurrence",
+    "last_occurrence_key",
+    "state_change",
+    "cleared_at",
+    "acknowledged",
+    "runbook",
+    "attributes",
+)
 
 
-def _pg_source(rows: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
-    """The batch as ``SELECT * FROM jsonb_to_recordset(:rows)``: one JSON parameter.
+def _pg_document(rows: list[dict[str, Any]]) -> str:
+    """The batch as one JSON document for ``jsonb_to_recordset``.
 
     A multi-row VALUES statement of a thousand alarms has 28,000 parameters,
     which psycopg adapts one by one (and rewrites the long query on every
     call); one JSON document is encoded in C here and parsed by the server.
+    A batch's rows share a few timestamps (the batch's `now`), so each is
+    formatted once.
     """
-    columns = list(rows[0])
+    formatted: dict[object, str] = {}
+
+    def plain(value: object) -> str:
+        text = formatted.get(value)
+        if text is None:
+            # Datetimes in UTC, UUIDs as text.
+            text = value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
+            formatted[value] = text
+        return text
+
+    return json.dumps(rows, default=plain, separators=(",", ":"))
+
+
+def _pg_source() -> Any:
+    """``SELECT * FROM jsonb_to_recordset(:p_rows)`` typed as the alarm columns."""
     records = func.jsonb_to_recordset(bindparam("p_rows", type_=Text).cast(JSONB)).table_valued(
-        *(column(name, _PG_TYPES.get(name, Text)) for name in columns)
+        *(column(name, _PG_TYPES.get(name, Text)) for name in _ROW_COLUMNS)
     )
     derived = records.render_derived(name="batch", with_types=True)
-    selected = select(*(derived.c[name] for name in columns))
-    doc = json.dumps(rows, default=_json_value, separators=(",", ":"))
-    return selected, {"columns": columns, "params": {"p_rows": doc}}
+    return select(*(derived.c[name] for name in _ROW_COLUMNS))
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list[Any]:
-    dialect = session.get_bind().dialect.name
+def _upsert_statement(dialect: str) -> Any:
+    """The batch upsert of `dialect`, built once: the batch's time is the `p_now` parameter."""
     base: Any
-    source: dict[str, Any] | None = None
     if dialect == "postgresql":
-        selected, source = _pg_source(rows)
-        base = postgresql.insert(Alarm).from_select(source["columns"], selected)
+        base = postgresql.insert(Alarm).from_select(list(_ROW_COLUMNS), _pg_source())
     else:
         base = sqlite.insert(Alarm)
+    now = bindparam("p_now", type_=Alarm.state_change.type)
     new = base.excluded
     is_problem = new.type == EventType.PROBLEM.value
     was_cleared = Alarm.cleared_at.is_not(None)
@@ -201,7 +236,7 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
     # late re-send after its own resolution) changes nothing: no count, no re-open.
     stale = and_(is_problem, retry)
     reopen: ColumnElement[bool] = and_(is_problem, was_cleared, ~retry)
-    stmt = base.on_conflict_do_update(
+    return base.on_conflict_do_update(
         index_elements=[Alarm.identifier],
         set_={
             "tally": Alarm.tally + case((retry, 0), else_=new.tally),
@@ -225,8 +260,8 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
             "alarm_class": new.alarm_class,
             "class_reason": new.class_reason,
             "state_change": case(
-                (reopen, literal(now, Alarm.state_change.type)),
-                (and_(~is_problem, ~was_cleared), literal(now, Alarm.state_change.type)),
+                (reopen, now),
+                (and_(~is_problem, ~was_cleared), now),
                 else_=Alarm.state_change,
             ),
             "cleared_at": case(
@@ -251,11 +286,23 @@ def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list
         Alarm.state_change,
         Alarm.cleared_at,
     )
-    if source is not None:
-        return list(session.connection().execute(stmt, source["params"]).all())
+
+
+#: Each dialect's upsert, built at its first batch (building one costs more than running it).
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list[Any]:
+    dialect = session.get_bind().dialect.name
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        stmt = _UPSERTS[dialect] = _upsert_statement(dialect)
+    if dialect == "postgresql":
+        params = {"p_rows": _pg_document(rows), "p_now": now}
+        return list(session.connection().execute(stmt, params).all())
     # One executemany: SQLAlchemy's "insertmanyvalues" sends the rows in a few multi-row
     # statements compiled once (cached), and keeps RETURNING.
-    return list(session.execute(stmt, rows).all())
+    return list(session.execute(stmt, [{**row, "p_now": now} for row in rows]).all())
 
 
 def _clear_only(

@@ -73,7 +73,11 @@ def clean_text(value: str, limit: int) -> str:
     """`value` without control or direction-changing characters, cut to `limit` characters.
 
     Tabs and newlines become spaces: a summary is one line in every view.
+    Most text needs none of this: ``isprintable`` (one pass in C) is false for
+    every character the expression removes, so clean text is returned as it is.
     """
+    if len(value) <= limit and value.isprintable() and value == value.strip():
+        return value
     text = value.replace("\t", " ").replace("\r", " ").replace("\n", " ")
     text = _CONTROL.sub("", text).strip()
     if len(text) > limit:

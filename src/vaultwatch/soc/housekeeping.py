@@ -2,7 +2,8 @@
 
 Cleared alarms stay in the live list for a while (operators see what just
 recovered), then move to `alarm_history` with their journal still attached.
-Agents' heartbeats are kept for `HEARTBEATS_KEPT`. On PostgreSQL the alarm
+Agents' heartbeats are kept for `HEARTBEATS_KEPT`. Deleted tenants' data is
+purged once their grace period is over (`vaultwatch.soc.tenant_purge`). On PostgreSQL the alarm
 table's statistics are refreshed when it has grown or shrunk a lot since the
 last time: after a storm the planner must know most alarms are open, or it
 sorts them all instead of reading the first page from the open-alarms index
@@ -20,6 +21,7 @@ from vaultwatch.catalog.agents import HEARTBEATS_KEPT, prune_heartbeats
 from vaultwatch.catalog.soc_models import Alarm
 from vaultwatch.soc import alarms
 from vaultwatch.soc.duties import Duty, DutyContext
+from vaultwatch.soc.tenant_purge import purge_due_tenants
 
 #: How long a cleared alarm stays in the live list.
 CLEARED_KEPT_LIVE = timedelta(hours=1)
@@ -45,7 +47,7 @@ def refresh_alarm_statistics(session: Session, last_count: int | None) -> int | 
 def housekeeping_duties(
     cleared_for: timedelta = CLEARED_KEPT_LIVE, heartbeats_kept: timedelta = HEARTBEATS_KEPT
 ) -> list[Duty]:
-    """The leased duties: archive cleared alarms, bound the heartbeat history, keep statistics."""
+    """The leased duties: archive alarms, bound heartbeats, keep statistics, purge tenants."""
 
     def archive(context: DutyContext) -> object:
         with context.session() as session:
@@ -62,8 +64,12 @@ def housekeeping_duties(
         with context.session() as session:
             return prune_heartbeats(session, context.now(session) - heartbeats_kept)
 
+    def purge_tenants(context: DutyContext) -> object:
+        return len(purge_due_tenants(context))
+
     return [
         Duty("alarms.housekeeping", 60.0, archive),
+        Duty("tenants.purge", 3600.0, purge_tenants),
         Duty("heartbeats.housekeeping", 300.0, prune),
         Duty("alarms.statistics", 15.0, restat),
     ]

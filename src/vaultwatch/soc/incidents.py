@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from vaultwatch.catalog import Catalog
+from vaultwatch.catalog.db import one_of
 from vaultwatch.catalog.errors import CatalogError, ValidationError
 from vaultwatch.catalog.models import Agent, Tenant
 from vaultwatch.catalog.soc_models import (
@@ -345,7 +346,9 @@ def open_incidents_for(
     candidates = [r.id for r in raised if not r.cleared]
     if not candidates:
         return []
-    wanted = select(
+    # Only the primary key in SQL, the rest in Python: with other conditions the planner,
+    # misled by statistics a storm has outdated, walked the open-alarms index instead.
+    fetched = select(
         Alarm.id,
         Alarm.severity,
         Alarm.alert_group,
@@ -353,15 +356,19 @@ def open_incidents_for(
         Alarm.entity,
         Alarm.summary,
         Alarm.incident_id,
-    ).where(
-        Alarm.id.in_(candidates),
-        Alarm.cleared_at.is_(None),
-        Alarm.suppressed_by.is_(None),
-        Alarm.silence_id.is_(None),
-        (Alarm.severity >= int(rules.min_severity))
-        | Alarm.alert_group.in_(sorted(rules.rpo_alert_groups)),
-    )
-    rows = list(session.execute(wanted.order_by(Alarm.id)).all())
+        Alarm.cleared_at,
+        Alarm.suppressed_by,
+        Alarm.silence_id,
+    ).where(one_of(session, Alarm.id, candidates))
+    rpo_groups = rules.rpo_alert_groups
+    rows = [
+        row
+        for row in session.execute(fetched.order_by(Alarm.id)).all()
+        if row.cleared_at is None
+        and row.suppressed_by is None
+        and row.silence_id is None
+        and (row.severity >= int(rules.min_severity) or row.alert_group in rpo_groups)
+    ]
     if not rows:
         return []
     current = {
@@ -414,7 +421,7 @@ def open_incidents_for(
             )
         session.execute(
             update(Alarm)
-            .where(Alarm.id.in_([m.id for m in members]))
+            .where(one_of(session, Alarm.id, [m.id for m in members]))
             .values(incident_id=incident.id)
             .execution_options(synchronize_session=False)
         )

@@ -161,6 +161,7 @@ class SocRuntime:
 
     def duties(self) -> list[Duty]:
         """Everything the duty runner runs in this process."""
+        from vaultwatch.retention.duty import retention_duty
         from vaultwatch.soc.housekeeping import housekeeping_duties
         from vaultwatch.soc.incidents import incident_duties
         from vaultwatch.soc.monitors import default_duties
@@ -176,6 +177,7 @@ class SocRuntime:
             *silence_duties(),
             *guard_duties(),
             *housekeeping_duties(),
+            retention_duty(self.settings),
             *self.extra_duties,
         ]
 

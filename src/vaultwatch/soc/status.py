@@ -174,6 +174,9 @@ class TenantSummary:
     tenant_name: str
     agents: int
     states: dict[str, int]
+    suspended: bool = False
+    """The tenant is suspended: its agents' uploads are refused until it is resumed."""
+    suspension_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -625,9 +628,14 @@ def fleet_summary(
     now = now or database_now(session)
     totals = {s.value: 0 for s in ProtectionState}
     per_tenant: dict[uuid.UUID, TenantSummary] = {}
-    tenant_names = {tid: name for tid, name in session.execute(select(Tenant.id, Tenant.name))}
-    for tid, name in tenant_names.items():
-        per_tenant[tid] = TenantSummary(tid, name, 0, {s.value: 0 for s in ProtectionState})
+    # Deleted tenants (their agents are retired) are not part of the active fleet.
+    live_tenants = select(Tenant.id, Tenant.name, Tenant.suspended_at, Tenant.suspension_reason)
+    for tid, name, suspended_at, reason in session.execute(
+        live_tenants.where(Tenant.deleted_at.is_(None))
+    ):
+        per_tenant[tid] = TenantSummary(
+            tid, name, 0, {s.value: 0 for s in ProtectionState}, suspended_at is not None, reason
+        )
     count = 0
     for status in _iter_statuses(
         session,

@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from vaultwatch.catalog.db import database_now
+from vaultwatch.catalog.db import database_now, one_of
 from vaultwatch.catalog.errors import ValidationError
 from vaultwatch.catalog.soc_models import ServerNode, TopologyEdge
 
@@ -129,7 +129,7 @@ def _walk(session: Session, starts: Iterable[str], upwards: bool, depth: int) ->
     for level in range(1, depth + 1):
         if not frontier:
             break
-        rows = session.execute(select(far).where(near.in_(sorted(frontier)))).scalars()
+        rows = session.execute(select(far).where(one_of(session, near, sorted(frontier)))).scalars()
         frontier = {entity for entity in rows if entity not in seen}
         seen |= frontier
         for entity in frontier:
@@ -164,7 +164,9 @@ def ancestor_map(
         if not frontier:
             break
         rows = session.execute(
-            select(_EDGES.c.child, _EDGES.c.parent).where(_EDGES.c.child.in_(sorted(frontier)))
+            select(_EDGES.c.child, _EDGES.c.parent).where(
+                one_of(session, _EDGES.c.child, sorted(frontier))
+            )
         ).all()
         frontier = set()
         for child, parent in rows:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import secrets
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import boto3
@@ -30,7 +32,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from vaultwatch.store.base import StoredObject, check_name, check_prefix
+from vaultwatch.store.base import TEMP_PREFIX, StoredObject, check_name, check_prefix
 from vaultwatch.store.errors import (
     InvalidObjectNameError,
     InvalidStoreURLError,
@@ -69,6 +71,17 @@ _BUSY = frozenset(
     {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling"}
 )
 _FULL = frozenset({"XMinioStorageFull", "QuotaExceeded", "InsufficientStorage"})
+
+# What a conditional create of the probe's scratch object met, and what a second
+# one then says about the endpoint: refused (412) means it honours If-None-Match,
+# stored again means it ignores the header, denied means it cannot be told.
+_ProbeAnswer = Literal["stored", "refused", "unsupported", "denied"]
+_PROBE_VERDICT: dict[_ProbeAnswer, bool | None] = {
+    "refused": True,
+    "stored": False,
+    "unsupported": False,
+    "denied": None,
+}
 
 
 def check_bucket(bucket: str) -> str:
@@ -123,11 +136,15 @@ class S3Store:
     botocore ("standard" mode); what still fails becomes a StoreError.
 
     Create-only writes use ``If-None-Match: *`` so the endpoint itself refuses to
-    replace an object. For endpoints without conditional writes pass
-    ``conditional_put=False`` (or let the first 501 switch it off): ``put`` then
-    checks with HEAD before writing, which leaves a window in which a concurrent
-    writer of the same name can be overwritten. Objects are content-addressed,
-    so such a race writes identical bytes in practice, but it is a race.
+    replace an object: append-only then holds in the object store, not just in
+    this client. Not every S3-compatible server honours the header; some ignore
+    it and overwrite. So by default (``conditional_put=None``) the first
+    create-only ``put`` probes the endpoint once (see ``conditional_put``).
+    ``True`` trusts the endpoint without probing (a 501 still switches it off);
+    ``False`` never sends the header. Without conditional writes ``put`` checks
+    with HEAD before writing, which leaves a window in which a concurrent writer
+    of the same name can be overwritten. Objects are content-addressed, so such a
+    race writes identical bytes in practice, but it is a race.
     """
 
     def __init__(
@@ -143,7 +160,7 @@ class S3Store:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         max_attempts: int = 5,
-        conditional_put: bool = True,
+        conditional_put: bool | None = None,
     ) -> None:
         self._bucket = check_bucket(bucket)
         prefix = prefix.strip("/")
@@ -182,6 +199,7 @@ class S3Store:
         self._client: S3Client = session.client("s3", endpoint_url=self._endpoint, config=config)
         self._max_attempts = max(1, max_attempts)
         self._conditional_put = conditional_put
+        self._probe_lock = threading.Lock()
 
     @property
     def bucket(self) -> str:
@@ -192,6 +210,30 @@ class S3Store:
     def prefix(self) -> str:
         """The key prefix (no leading or trailing slash), or ``""``."""
         return self._prefix
+
+    @property
+    def conditional_put(self) -> bool | None:
+        """Whether the endpoint refuses to replace an object on ``If-None-Match: *``.
+
+        Found out once per store, on first use: a scratch object is created
+        twice with the header, and only a 412 for the second write counts as
+        support (a server that ignores the header answers 200 and overwrites).
+        The scratch object has a reserved ``.tmp-`` name, so it is never listed
+        even when an append-only credential cannot delete it afterwards. None
+        when the endpoint refused the scratch write itself (e.g. a policy that
+        allows only some key names); it is tried again on the next write.
+        Raises the StoreError of a failed write when the endpoint is
+        unreachable, unavailable or has no such bucket.
+        """
+        return self._conditional_put_for(None)
+
+    def _conditional_put_for(self, name: str | None) -> bool | None:
+        """``conditional_put``, with errors naming the object whose write needed the answer."""
+        if self._conditional_put is None:
+            with self._probe_lock:
+                if self._conditional_put is None:
+                    self._conditional_put = self._probe_conditional_put(name)
+        return self._conditional_put
 
     @property
     def location(self) -> str:
@@ -254,10 +296,12 @@ class S3Store:
         key = self._key(name)
         digest = hashlib.md5(data, usedforsecurity=False).digest()
         md5 = base64.b64encode(digest).decode("ascii")
-        if not overwrite and not self._conditional_put and self.exists(name):
+        # Undecided (None) still sends the header: the endpoint's answer to this
+        # write then reports whatever made the probe fail, naming the object.
+        if not overwrite and self._conditional_put_for(name) is False and self.exists(name):
             raise self._exists(name)
         for attempt in range(3):
-            conditional = not overwrite and self._conditional_put
+            conditional = not overwrite and self._conditional_put is not False
             try:
                 if conditional:
                     self._client.put_object(
@@ -395,6 +439,36 @@ class S3Store:
             finally:
                 body.close()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _probe_conditional_put(self, name: str | None) -> bool | None:
+        """Create a scratch object twice with ``If-None-Match: *``; True if the second is refused."""
+        key = f"{self._key_prefix}{TEMP_PREFIX}conditional-put-probe-{secrets.token_hex(8)}"
+        first = self._probe_write(key, name)
+        if first != "stored":  # refused at once: only a retry of a write that had landed
+            return _PROBE_VERDICT[first]
+        try:
+            return _PROBE_VERDICT[self._probe_write(key, name)]
+        finally:
+            with suppress(ClientError, BotoCoreError):  # an append-only credential may not
+                self._client.delete_object(Bucket=self._bucket, Key=key)
+
+    def _probe_write(self, key: str, name: str | None) -> _ProbeAnswer:
+        """One conditional create of the scratch object, and what the endpoint made of it."""
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=b"probe", IfNoneMatch="*")
+            return "stored"
+        except ClientError as exc:
+            code, status = _code(exc), _status(exc)
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
+                return "refused"
+            if code == "NotImplemented" or status == 501:
+                return "unsupported"
+            error = self._client_error(exc, name, "writing")
+            if isinstance(error, RepositoryNotFoundError | StoreUnavailableError):
+                raise error from exc  # the write that asked would fail the same way
+            return "denied"
+        except BotoCoreError as exc:
+            raise self._transport_error(exc, name, "writing") from exc
 
     def _etag(self, key: str) -> str | None:
         try:

@@ -107,6 +107,20 @@ def test_a_backup_past_its_rpo_raises_overdue_until_a_new_snapshot(fleet: Fleet)
     assert cleared is not None and cleared.cleared_at is not None
 
 
+def test_a_job_that_found_nothing_changed_keeps_the_set_within_its_rpo(fleet: Fleet) -> None:
+    fleet.job(JobState.SUCCEEDED, T0, snapshot=True)
+    identifier = overdue_identifier(_set_id(fleet))  # type: ignore[arg-type]
+    # No new snapshot for two hours (RPO 1 h), but the agent checked: nothing had changed.
+    fleet.job(JobState.UNCHANGED, T0 + timedelta(minutes=50))
+    fleet.job(JobState.UNCHANGED, T0 + timedelta(minutes=100))
+    fleet.heartbeat(T0 + timedelta(minutes=120))
+    _run(fleet, T0 + timedelta(minutes=120))
+    assert fleet.alarm(identifier) is None
+    _run(fleet, T0 + timedelta(minutes=161))  # an hour after the last check: overdue
+    alarm = fleet.alarm(identifier)
+    assert alarm is not None and alarm.cleared_at is None
+
+
 def test_an_occurrence_cleared_by_hand_stays_cleared_until_a_new_one(fleet: Fleet) -> None:
     fleet.heartbeat(T0)
     identifier = heartbeat_identifier(fleet.agent_id)
@@ -160,3 +174,22 @@ def test_a_gateway_the_agent_cannot_reach_raises_a_path_alarm_until_it_can(fleet
     _run(fleet, T0 + timedelta(seconds=4))
     cleared = fleet.alarm(identifier)
     assert cleared is not None and cleared.cleared_at is not None
+
+
+def test_a_deleted_tenants_agents_stop_alarming_and_return_when_undeleted(fleet: Fleet) -> None:
+    from vaultwatch.catalog.tenant_lifecycle import delete_tenant, undelete_tenant
+
+    fleet.heartbeat(T0)
+    _run(fleet, T0 + timedelta(hours=3))
+    identifier = heartbeat_identifier(fleet.agent_id)
+    assert fleet.alarm(identifier) is not None
+    with fleet.catalog.session() as session:
+        delete_tenant(session, fleet.tenant_id, actor="system:test", now=T0 + timedelta(hours=3))
+    _run(fleet, T0 + timedelta(hours=4))
+    cleared = fleet.alarm(identifier)
+    assert cleared is not None and cleared.cleared_at is not None
+    with fleet.catalog.session() as session:
+        undelete_tenant(session, fleet.tenant_id, actor="system:test")
+    _run(fleet, T0 + timedelta(hours=5))
+    again = fleet.alarm(identifier)
+    assert again is not None and again.cleared_at is None  # silent again, and expected again

@@ -74,6 +74,16 @@ def test_failed_backups_count_once_each_and_a_snapshot_clears_them(fleet: Fleet)
     assert _set_alarm(fleet, "job.failed").cleared_at is not None  # type: ignore[attr-defined]
 
 
+def test_a_job_that_found_nothing_changed_clears_a_failure(fleet: Fleet) -> None:
+    fleet.job(JobState.SUCCEEDED, T0, snapshot=True)
+    fleet.job(JobState.FAILED, T0 + timedelta(minutes=1), errors=["disk full"])
+    _run(fleet, T0 + timedelta(minutes=2))
+    assert _set_alarm(fleet, "job.failed").cleared_at is None  # type: ignore[attr-defined]
+    fleet.job(JobState.UNCHANGED, T0 + timedelta(minutes=3))  # the set is as backed up at T0
+    _run(fleet, T0 + timedelta(minutes=4))
+    assert _set_alarm(fleet, "job.failed").cleared_at is not None  # type: ignore[attr-defined]
+
+
 def test_a_partial_backup_raises_minor_with_its_error_count(fleet: Fleet) -> None:
     fleet.job(
         JobState.PARTIAL,

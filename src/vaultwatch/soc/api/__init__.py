@@ -12,7 +12,9 @@ from vaultwatch.soc.api import (
     events,
     incidents,
     ingest_alertmanager,
+    lifecycle,
     metrics,
+    retention,
     session,
     silences,
     status,
@@ -29,3 +31,5 @@ router.include_router(status.router)
 router.include_router(silences.router)
 router.include_router(incidents.router)
 router.include_router(cases.router)
+router.include_router(lifecycle.router)
+router.include_router(retention.router)

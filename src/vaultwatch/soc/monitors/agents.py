@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.orm import Session
 
-from vaultwatch.catalog.models import Agent, BackupSet, Snapshot
+from vaultwatch.catalog.models import Agent, BackupSet, Job, JobState, Snapshot
 from vaultwatch.catalog.soc_models import EventSource, EventType, Severity
 from vaultwatch.soc.duties import DutyContext
 from vaultwatch.soc.events import Event
@@ -127,10 +127,19 @@ def check_backups_overdue(session: Session, now: datetime) -> list[Event]:
     Sets that were disabled, or whose agent was retired, get a resolution:
     nobody expects backups of them any more.
     """
+    snapshots = select(
+        Snapshot.backup_set_id.label("backup_set_id"), Snapshot.finished_at.label("at")
+    ).where(Snapshot.backup_set_id.is_not(None))
+    # A job that found nothing changed wrote no snapshot, but the set is protected up to it.
+    unchanged = select(Job.backup_set_id.label("backup_set_id"), Job.finished_at.label("at")).where(
+        Job.backup_set_id.is_not(None),
+        Job.state == JobState.UNCHANGED,
+        Job.finished_at.is_not(None),
+    )
+    protected = union_all(snapshots, unchanged).subquery()
     newest = (
-        select(Snapshot.backup_set_id, func.max(Snapshot.finished_at).label("last"))
-        .where(Snapshot.backup_set_id.is_not(None))
-        .group_by(Snapshot.backup_set_id)
+        select(protected.c.backup_set_id, func.max(protected.c.at).label("last"))
+        .group_by(protected.c.backup_set_id)
         .subquery()
     )
     rows = session.execute(

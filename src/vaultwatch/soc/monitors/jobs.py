@@ -39,8 +39,9 @@ RESTORE_STARTED = "restore.started"
 RESTORE_FINISHED = "restore.finished"
 RESTORE_FAILED = "restore.failed"
 
-#: Backup outcomes that decide a set's alarms (a cancelled job decides nothing).
-_OUTCOMES = (JobState.SUCCEEDED, JobState.PARTIAL, JobState.FAILED)
+#: Backup outcomes that decide a set's alarms (a cancelled job decides nothing; an
+#: unchanged one found the set as its last snapshot has it, read without errors).
+_OUTCOMES = (JobState.SUCCEEDED, JobState.PARTIAL, JobState.UNCHANGED, JobState.FAILED)
 
 
 def _job_event(job: Job, hostname: str, group: str, identifier: str, **fields: object) -> Event:
