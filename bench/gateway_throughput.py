@@ -102,8 +102,13 @@ def engine_report(step: StepResult) -> dict[str, Any] | None:
     except OSError:
         return None
     for line in reversed(lines):
-        if line.startswith('{"snapshot_id"'):
+        if not line.startswith("{"):
+            continue
+        try:
             doc: dict[str, Any] = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("message_type") == "summary":  # not the streamed status lines
             return doc
     return None
 

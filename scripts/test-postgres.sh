@@ -142,6 +142,10 @@ start() {
     local sql=(as_user "$user" "$bin/psql" -h "$dir/socket" -p "$port" -d postgres -v ON_ERROR_STOP=1 -Atq)
     "${sql[@]}" -c "CREATE ROLE \"$ROLE\" LOGIN CREATEDB PASSWORD '$PASSWORD'" >&2 \
         || die "could not create role $ROLE in the cluster in $dir"
+    # The tests drop their databases WITH (FORCE), which must also end an autovacuum
+    # worker that happens to be in them: allowed only with pg_signal_backend.
+    "${sql[@]}" -c "GRANT pg_signal_backend TO \"$ROLE\"" >&2 \
+        || die "could not grant pg_signal_backend to $ROLE in the cluster in $dir"
     "${sql[@]}" -c "CREATE DATABASE \"$DATABASE\" OWNER \"$ROLE\"" >&2 \
         || die "could not create database $DATABASE in the cluster in $dir"
     local url="postgresql+psycopg://$ROLE:$PASSWORD@127.0.0.1:$port/$DATABASE"
