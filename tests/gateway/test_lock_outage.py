@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.tcpproxy import TcpProxy
-from tests.gateway.harness import GatewayServer
+from tests.gateway.harness import GatewayServer, running_gateway
 from vaultwatch.engine import lock as lockmod
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.errors import LockLostError
@@ -27,6 +28,14 @@ from vaultwatch.store.http import GatewayStore, RetryPolicy
 
 FAST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
 PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayServer]:
+    """A gateway of this test's own: uploads cut by the outage can leave spool files until a restart,
+    which the session's shared gateway (whose tests check its spool is empty) must not see."""
+    with running_gateway(tmp_path / "gateway", None, "sqlite") as gw:
+        yield gw
 
 
 def test_a_backup_stops_before_its_unrefreshed_lock_goes_stale(

@@ -21,6 +21,21 @@ SCRIPT = REPO_ROOT / "scripts" / "test-postgres.sh"
 pytestmark = pytest.mark.postgres
 
 
+def running(pid: int) -> bool:
+    """Whether the process still runs (a zombie waiting for a parent to reap it does not)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if state == "Z":
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.1)
+
+
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SCRIPT), *args],
@@ -70,7 +85,7 @@ def test_start_runs_its_own_cluster_and_stop_removes_it(cluster_dir: Path) -> No
     assert stopped.returncode == 0, stopped.stderr
     assert not cluster_dir.exists()
     assert not listening(url.port)
-    assert not Path(f"/proc/{pid}").exists()
+    assert not running(pid)
 
 
 def test_cluster_goes_when_its_owner_dies_without_stopping_it(cluster_dir: Path) -> None:
