@@ -196,18 +196,25 @@ def live_latency(server: ServerProcess, key: str, page: Any, count: int) -> dict
     offset = clock_offset(page)
     rng = random.Random(7)
     latencies = []
+    posts = []
     with httpx.Client(verify=server.ssl_context(), timeout=30) as client:
         for i in range(count):
             body = {**event(f"live{i}", 3), "summary": f"live alarm {i}"}  # critical: first page
             sent = time.time()
             alarm_id = post_one(client, server, key, body)
+            posts.append(time.time() - sent)
             page.wait_for_function(
                 f"() => '{alarm_id}' in window.__rowSeen", timeout=30_000, polling=20
             )
             seen = float(page.evaluate(f"() => window.__rowSeen['{alarm_id}']")) / 1000
             latencies.append(seen - offset - sent)
             time.sleep(rng.uniform(0.2, 1.2))  # at every phase of the feed's polling
-    return {"alarms": count, "clock_offset_s": round(offset, 4), **percentiles(latencies)}
+    return {
+        "alarms": count,
+        "clock_offset_s": round(offset, 4),
+        **percentiles(latencies),
+        "post": percentiles(posts),
+    }
 
 
 # -- the storm ---------------------------------------------------------------------------------------

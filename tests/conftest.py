@@ -139,3 +139,42 @@ def s3_store(s3_endpoint: S3Endpoint) -> Iterator[S3Store]:
     """An S3Store on a fresh, empty bucket."""
     with fresh_s3_store(s3_endpoint) as store:
         yield store
+
+
+@pytest.fixture
+def unreadable_file() -> Iterator[str]:
+    """A file whose read fails, for root too: another process's memory at offset 0.
+
+    Permissions cannot make a file unreadable to root; reading page 0 of a
+    process's memory always fails (EIO, or EACCES/EPERM where ptrace is
+    restricted), so a backup of it is partial on any Linux.
+    """
+    sleeper = subprocess.Popen(["sleep", "120"])
+    try:
+        yield f"/proc/{sleeper.pid}/mem"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def make_unexaminable(root: Path) -> str:
+    """A directory in ``root`` no backup can even lstat: its path is longer than PATH_MAX.
+
+    It is made step by step relative to its parent's descriptor, as only
+    such calls reach it; a backup of ``root`` meets it as an entry of
+    unknown kind that cannot be examined. Returns its path.
+    """
+    name = "n" * 200
+    path = str(root / "deep")
+    os.mkdir(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while len(os.fsencode(path)) < os.pathconf("/", "PC_PATH_MAX"):
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            path += "/" + name
+    finally:
+        os.close(fd)
+    return path

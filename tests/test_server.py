@@ -33,6 +33,7 @@ from vaultwatch.catalog import AuditEntry, Catalog, Role, User
 from vaultwatch.catalog.security import verify_password
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.keys import KdfParams
+from vaultwatch.engine.managed import ManagedRepository
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import restore
 from vaultwatch.gateway.tls import create_ca_and_server_cert
@@ -293,7 +294,7 @@ def test_run_enroll_backup_restore(data_dir: Path, tmp_path: Path) -> None:
         (source / "notes.txt").write_text("restore me\n")
         ca = data_dir / "tls" / "ca.pem"
         store = GatewayStore(server.url, credential, ca, retry=RetryPolicy(max_attempts=3))
-        repo = Repository.init(store, "pw", kdf=FAST_KDF)
+        repo = ManagedRepository.init(store, "pw", kdf=FAST_KDF)
         result = backup(repo, [str(source)])
         assert not result.errors
         repo.close()

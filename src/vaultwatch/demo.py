@@ -31,6 +31,7 @@ from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, restore
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.files import write_private
+from vaultwatch.passphrases import read_passphrase_file
 from vaultwatch.server import port_in_use
 from vaultwatch.server_config import DEFAULT_PORT
 from vaultwatch.store.url import open_store
@@ -285,7 +286,7 @@ class VaultWatcher:
             store = open_store(self.facts.vault)
             if not store.exists("config"):
                 return None  # the agent has not created the vault yet
-            passphrase = Path(self.facts.passphrase_file).read_text().strip()
+            passphrase = read_passphrase_file(Path(self.facts.passphrase_file))
             self._repo = Repository.open(store, passphrase)
         return self._repo
 

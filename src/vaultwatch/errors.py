@@ -10,7 +10,6 @@ class VaultwatchError(Exception):
     """An expected failure with a message meant for the person at the keyboard."""
 
     exit_code: int = 1
-    http_status: int = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

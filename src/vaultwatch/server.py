@@ -38,10 +38,11 @@ from vaultwatch.gateway import schemas
 from vaultwatch.gateway.asgi import ASGIApp, Message, Receive, Scope, Send
 from vaultwatch.gateway.priority import ControlFirstMiddleware, ControlGate
 from vaultwatch.gateway.problems import install_problem_handlers, problem_response
-from vaultwatch.gateway.routes import API_PREFIX, OBJECTS, router
+from vaultwatch.gateway.routes import OBJECTS, router
 from vaultwatch.gateway.service import GatewayService
 from vaultwatch.gateway.tls import check_key_pair, create_ca_and_server_cert, fingerprint
 from vaultwatch.gateway.vault import VaultAccess
+from vaultwatch.protocol import API_PREFIX
 from vaultwatch.server_config import (
     DEFAULT_HOST,
     DEFAULT_PORT,

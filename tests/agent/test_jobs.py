@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.agent.conftest import base_doc, config_from
+from tests.conftest import make_unexaminable
 from vaultwatch.agent.config import AgentConfig
 from vaultwatch.agent.jobs import WAITING, JobRunner
 from vaultwatch.agent.journal import Journal
@@ -23,6 +24,8 @@ from vaultwatch.agent.vault import AgentRepository, open_vault
 from vaultwatch.engine import keys
 from vaultwatch.engine.repository import ChunkerParams, Repository
 from vaultwatch.engine.restore import restore
+from vaultwatch.gateway.schemas import JobReportIn
+from vaultwatch.job_states import JobState
 from vaultwatch.store.base import StoredObject
 from vaultwatch.store.errors import StoreUnavailableError
 from vaultwatch.store.local import LocalStore
@@ -46,7 +49,12 @@ class FlakyStore:
     def location(self) -> str:
         return self.inner.location
 
-    def put(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
+    # It stands for a gateway: reads are round trips, bodies outlive the calls.
+    reads_cheaply = False
+    reads_in_place = False
+    leaves_no_cycles = False
+
+    def put(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         if name.startswith("data/"):
             with self._lock:
                 self.data_puts[name] += 1
@@ -64,11 +72,17 @@ class FlakyStore:
             with self._lock:
                 self.stored.add(name)
 
+    def put_file(self, name: str, source: Path) -> None:
+        self.put(name, source.read_bytes())
+
     def get(self, name: str) -> bytes:
         return self.inner.get(name)
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         return self.inner.get_range(name, offset, length)
+
+    def read_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        return self.inner.read_into(name, offset, buffer)
 
     def exists(self, name: str) -> bool:
         return self.inner.exists(name)
@@ -81,6 +95,9 @@ class FlakyStore:
 
     def delete(self, name: str) -> None:
         self.inner.delete(name)
+
+    def holds_anything(self) -> bool:
+        return self.inner.holds_anything()
 
     def close(self) -> None:
         self.inner.close()
@@ -238,6 +255,33 @@ def test_job_interrupted_by_a_restart_keeps_its_uid(tmp_path: Path, data: Path) 
     assert {r["uid"] for r in h.reports} == {job.job_uid}
     done = h.journal.job(job.job_uid)
     assert done is not None and done.attempts == 2 and done.finished is not None
+
+
+def test_a_partial_jobs_final_report_carries_the_backups_summary(
+    tmp_path: Path, data: Path, unreadable_file: str
+) -> None:
+    make_unexaminable(data)  # an error, but not a file
+    h = Harness(
+        tmp_path,
+        {"a": {"name": "www", "paths": [str(data), unreadable_file], "mode": "continuous"}},
+    )
+    state, result = h.runner.run(h.config.backup_sets[0], "changes")
+    assert state == JobState.PARTIAL and result is not None
+    summary = result.to_dict()
+    assert (summary["files_total"], summary["files_unreadable"], summary["errors"]) == (41, 1, 2)
+    final = h.reports[-1]
+    # Done: the files in the snapshot; of a total that adds the files that could not be read.
+    assert (final["files_done"], final["files_total"]) == (41, 42)
+    assert final["bytes_done"] == final["bytes_total"] == summary["total_bytes"]
+    assert final["error_count"] == summary["errors"] and len(final["errors"]) == 2
+    snap = final["snapshot"]
+    shared = ("files_total", "files_new", "files_changed", "bytes_added")
+    assert {k: snap[k] for k in shared} == {k: summary[k] for k in shared}
+    assert snap["bytes_total"] == summary["total_bytes"]
+    # ... in the form the gateway accepts.
+    accepted = JobReportIn.model_validate({k: v for k, v in final.items() if k != "uid"})
+    assert accepted.state is JobState.PARTIAL and accepted.files_total == 42
+    assert accepted.snapshot is not None and accepted.snapshot.files_total == 41
 
 
 def test_unreadable_paths_make_a_partial_job_and_a_missing_set_fails(

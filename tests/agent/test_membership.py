@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from tests.gateway.harness import GatewayServer, running_gateway
 from vaultwatch.agent.config import AgentConfig, load_config
-from vaultwatch.agent.vault import read_passphrase
 from vaultwatch.catalog import Tenant
 from vaultwatch.cli.main import app
 from vaultwatch.engine import keys
 from vaultwatch.engine.repository import Repository
+from vaultwatch.passphrases import read_passphrase_file
 from vaultwatch.store.local import LocalStore
 
 runner = CliRunner()
@@ -62,7 +62,7 @@ def vault_of(gateway: GatewayServer, tenant: Tenant) -> LocalStore:
 
 def opened_slot(gateway: GatewayServer, tenant: Tenant, config: AgentConfig) -> str:
     """The key slot the agent's own passphrase opens (read on the server's disk)."""
-    repo = Repository.open(vault_of(gateway, tenant), read_passphrase(config.passphrase_file))
+    repo = Repository.open(vault_of(gateway, tenant), read_passphrase_file(config.passphrase_file))
     return repo.slot.slot_id
 
 
@@ -95,7 +95,7 @@ def test_the_second_and_third_server_join_the_vault_with_key_slots_of_their_own(
         assert cfg.passphrase_file == cfg.path.parent / "passphrase"  # its own file
         assert stat.S_IMODE(cfg.passphrase_file.stat().st_mode) == 0o600
         assert opened_slot(gateway, tenant, cfg) == cfg.key_slot
-        passphrases.add(read_passphrase(cfg.passphrase_file))
+        passphrases.add(read_passphrase_file(cfg.passphrase_file))
     assert len(passphrases) == 3  # no server holds another's passphrase
 
     # On the vault itself, `repo key list` tells whose slot is whose.
@@ -214,4 +214,6 @@ def test_enrolling_again_with_force_keeps_the_agents_key(
     after = load_config(path)
     assert after.agent_id != before.agent_id
     assert after.key_slot == before.key_slot
-    assert read_passphrase(after.passphrase_file) == read_passphrase(before.passphrase_file)
+    assert read_passphrase_file(after.passphrase_file) == read_passphrase_file(
+        before.passphrase_file
+    )

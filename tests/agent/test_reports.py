@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,15 +21,6 @@ from vaultwatch.engine.repository import Repository
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     with running_gateway(tmp_path_factory.mktemp("gateway") / "data", None, "sqlite") as gw:
         yield gw
-
-
-@pytest.fixture
-def unreadable() -> Iterator[str]:
-    """A file whose read fails, for root too: another process's memory at offset 0."""
-    sleeper = subprocess.Popen(["sleep", "120"])
-    yield f"/proc/{sleeper.pid}/mem"
-    sleeper.kill()
-    sleeper.wait()
 
 
 def _agent(tmp_path: Path, gateway: GatewayServer, paths: list[str]) -> Agent:
@@ -63,12 +53,12 @@ def _job_state(gateway: GatewayServer, job_uid: str) -> JobState:
 def test_a_partial_backup_is_reported_and_a_refused_report_is_kept(
     tmp_path: Path,
     gateway: GatewayServer,
-    unreadable: str,
+    unreadable_file: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     data = tmp_path / "data"
     make_tree(data, files=6, size=4096)
-    agent = _agent(tmp_path, gateway, [str(data), unreadable])
+    agent = _agent(tmp_path, gateway, [str(data), unreadable_file])
     try:
         assert agent.heartbeat_once() is True
         assert agent.run_once()

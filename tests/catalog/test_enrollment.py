@@ -89,9 +89,8 @@ def test_used_token_is_refused(catalog: Catalog, key: bytes) -> None:
     with catalog.session() as session:
         redeem_enrollment_token(session, plaintext, key=key, hostname="srv1")
     used = pytest.raises(EnrollmentTokenUsedError, match="already used")
-    with used as raised, catalog.session() as session:
+    with used, catalog.session() as session:
         redeem_enrollment_token(session, plaintext, key=key, hostname="srv2")
-    assert raised.value.http_status == 409
     with catalog.session() as session:
         assert session.scalar(select(func.count()).select_from(Agent)) == 1
 
@@ -126,9 +125,8 @@ def test_expiry_is_judged_by_the_database_clock_by_default(catalog: Catalog, key
 def test_unknown_tokens_are_refused(catalog: Catalog, key: bytes, presented: str) -> None:
     tenant = add_tenant(catalog, "Acme")
     _token(catalog, tenant.id, key)
-    with pytest.raises(EnrollmentTokenUnknownError) as raised, catalog.session() as session:
+    with pytest.raises(EnrollmentTokenUnknownError), catalog.session() as session:
         redeem_enrollment_token(session, presented, key=key, hostname="srv")
-    assert raised.value.http_status == 401
 
 
 def test_token_checked_with_another_key_is_unknown(catalog: Catalog, key: bytes) -> None:
@@ -141,7 +139,7 @@ def test_token_checked_with_another_key_is_unknown(catalog: Catalog, key: bytes)
 def test_the_three_refusals_are_distinct_errors() -> None:
     kinds = {EnrollmentTokenUnknownError, EnrollmentTokenUsedError, EnrollmentTokenExpiredError}
     assert all(issubclass(kind, EnrollmentError) for kind in kinds)
-    assert len({kind.http_status for kind in kinds}) == 3
+    assert not any(issubclass(a, b) for a in kinds for b in kinds if a is not b)
 
 
 def test_concurrent_redemption_enrolls_exactly_one_agent(catalog: Catalog, key: bytes) -> None:
@@ -225,9 +223,8 @@ def test_authenticate_refuses_unknown_credentials(
     catalog: Catalog, key: bytes, presented: str
 ) -> None:
     enroll(catalog, add_tenant(catalog, "Acme"), key)
-    with pytest.raises(InvalidCredentialError) as raised, catalog.session() as session:
+    with pytest.raises(InvalidCredentialError), catalog.session() as session:
         authenticate_agent(session, presented, key=key)
-    assert raised.value.http_status == 401
 
 
 def test_credentials_of_one_purpose_never_verify_as_another(catalog: Catalog, key: bytes) -> None:

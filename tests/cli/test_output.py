@@ -5,14 +5,12 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from vaultwatch.cli import output as out
 from vaultwatch.cli.main import describe_os_error
-from vaultwatch.cli.options import CliError, read_passphrase_file
 from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.tree import DIR, FILE, SYMLINK, Node
 
@@ -57,17 +55,6 @@ def test_describe_os_error_names_the_path() -> None:
     assert describe_os_error(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == (
         "invalid cross-device link: /a -> /b"
     )
-
-
-def test_passphrase_file_keeps_inner_whitespace(tmp_path: Path) -> None:
-    f = tmp_path / "pw"
-    f.write_bytes(b"  spaced out \r\nnext")
-    assert read_passphrase_file(f) == "  spaced out "
-    f.write_bytes(b"\xff\xfe")
-    with pytest.raises(CliError, match="not UTF-8"):
-        read_passphrase_file(f)
-    with pytest.raises(CliError, match="it is a directory"):
-        read_passphrase_file(tmp_path)
 
 
 def _terminal() -> tuple[Console, io.StringIO]:

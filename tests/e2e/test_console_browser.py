@@ -92,6 +92,17 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+def sign_in(page: Any, console: Console) -> None:
+    """Through the form, to the live alarm list."""
+    from playwright.sync_api import expect
+
+    page.goto(console.server.url + "/login?next=%2Fconsole")
+    page.get_by_label("Email").fill(console.email)
+    page.get_by_label("Password").fill(console.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#live-text")).to_have_text("Live", timeout=10_000)
+
+
 def test_the_console_is_live_through_a_server_restart(console: Console, browser: Any) -> None:
     from playwright.sync_api import expect
 
@@ -187,12 +198,7 @@ def test_new_alarms_raise_a_desktop_notification_and_a_tone(console: Console, br
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    base = console.server.url
-    page.goto(base + "/login?next=%2Fconsole")
-    page.get_by_label("Email").fill(console.email)
-    page.get_by_label("Password").fill(console.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#live-text")).to_have_text("Live", timeout=10_000)
+    sign_in(page, console)
 
     notify = page.locator("#notify")
     expect(notify).to_have_attribute("aria-pressed", "false")
@@ -223,5 +229,45 @@ def test_new_alarms_raise_a_desktop_notification_and_a_tone(console: Console, br
     expect(page.locator("tr.alarm", has_text="gw8")).to_be_visible(timeout=5_000)
     assert page.evaluate("window.__notifications.length") == 0
     assert page.evaluate("window.__tones") == 0
+    assert errors == []
+    context.close()
+
+
+def test_a_burst_larger_than_one_poll_shows_a_fresh_page_at_once(
+    console: Console, browser: Any
+) -> None:
+    """After 2,000 new alarms the page shows the current first page, not a backlog to replay."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    base = console.server.url
+    sign_in(page, console)
+
+    ctx = ssl.create_default_context(cafile=str(console.server.ca))
+    burst = [
+        {"node": f"n{i}", "alert_group": "node.disk", "severity": "minor", "summary": f"disk {i}"}
+        for i in range(2000)
+    ]
+    with httpx.Client(verify=ctx, timeout=30) as client:
+        for first in range(0, len(burst), 1000):
+            answer = client.post(
+                base + "/api/v1/events/batch",
+                json={"events": burst[first : first + 1000]},
+                headers={"Authorization": f"Bearer {console.api_key}"},
+            )
+            assert answer.status_code == 202, answer.text
+    expect(page.locator('[data-count="minor"]')).to_have_text("2000", timeout=5_000)
+    expect(page.locator("tr.alarm")).to_have_count(200)  # one page of rows
+    expect(page.locator("#total")).to_have_text("2000")
+
+    # The feed is not behind: the next alarm arrives as fast as on a quiet console.
+    sent = time.monotonic()
+    latest = console.post_event(node="gw9", summary="gateway gw9 does not answer")
+    expect(page.locator(f"#alarm-{latest}")).to_be_visible(timeout=3_000)
+    print(f"alarm after the burst on screen {time.monotonic() - sent:.2f} s after it was posted")
+    expect(page.locator("tr.alarm").first).to_have_id(f"alarm-{latest}")  # critical sorts first
     assert errors == []
     context.close()

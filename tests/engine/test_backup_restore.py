@@ -19,6 +19,7 @@ from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import RestoreOptions, default_workers, dump, find_node, restore
 from vaultwatch.engine.tree import Node, Tree
+from vaultwatch.store.http import GatewayStore
 
 
 def restored(target: Path, source: Path) -> Path:
@@ -293,8 +294,9 @@ def test_restore_threads_follow_the_cores_on_a_local_disk(
     for cores, expected in ((1, 2), (2, 2), (3, 3), (16, 4)):
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert default_workers(repo) == expected
-    monkeypatch.setattr(repo, "store", object())
-    assert default_workers(repo) == 4
+    with GatewayStore("https://gateway.example", "vwa_credential", None) as remote:
+        monkeypatch.setattr(repo, "store", remote)
+        assert default_workers(repo) == 4
 
 
 @pytest.mark.parametrize("expected", [0, 100, 4999, 5000, 5001, 20_000])

@@ -27,7 +27,7 @@ def record_reads(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> list[tupl
         return real_get_range(name, offset, length)
 
     monkeypatch.setattr(repo.store, "get_range", recording_get_range)
-    if isinstance(repo.store, LocalStore):  # local packs are read into a reused buffer
+    if repo.store.reads_in_place:  # such packs are read into a reused buffer
         real_read_into = repo.store.read_into
 
         def recording_read_into(name: str, offset: int, buffer: memoryview) -> int:

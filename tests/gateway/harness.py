@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 from vaultwatch.catalog import Catalog, Tenant
 from vaultwatch.catalog.enrollment import create_enrollment_token
 from vaultwatch.catalog.tenants import create_tenant
+from vaultwatch.engine.manifest import Manifest
 from vaultwatch.server import build_app, init_server
 from vaultwatch.server_config import ServerSettings
 from vaultwatch.store.http import GatewayStore, RetryPolicy
@@ -136,6 +137,24 @@ def upload(
         headers={"X-Content-Blake3": digest or blake3.blake3(data).hexdigest()},
         params=params,
     )
+
+
+def upload_snapshot(client: httpx.Client, data: bytes, packs: list[str] | None = None) -> str:
+    """Store a snapshot object as an agent does: its reference manifest first; returns its name."""
+    name = content_name(data, "snapshots")
+    manifest = Manifest(
+        snapshot=name.split("/", 1)[1],
+        time=datetime.now(UTC),
+        hostname="srv1",
+        paths=["/srv"],
+        tags=[],
+        packs=packs or [],
+    )
+    answer = upload(client, manifest.name, manifest.to_json())
+    assert answer.status_code == 201, answer.text
+    answer = upload(client, name, data)
+    assert answer.status_code == 201, answer.text
+    return name
 
 
 def heartbeat_body(**changes: Any) -> dict[str, Any]:

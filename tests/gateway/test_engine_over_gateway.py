@@ -1,4 +1,4 @@
-"""The engine, unchanged, backing up into and restoring from a tenant's vault through the gateway."""
+"""The engine backing up into and restoring from a tenant's vault through the gateway (as a managed vault)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from vaultwatch.catalog.vaults import get_tenant_vault
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.check import check
 from vaultwatch.engine.keys import KdfParams
+from vaultwatch.engine.managed import ManagedRepository
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.restore import restore
 from vaultwatch.store.base import Store
@@ -56,7 +57,7 @@ def backup_restore_and_check(
     source = tmp_path / "src"
     build_tree(source)
     store = gateway.store(agent.credential)
-    repo = Repository.init(store, PASSPHRASE, kdf=FAST_KDF, pack_size=2 * 1024 * 1024)
+    repo = ManagedRepository.init(store, PASSPHRASE, kdf=FAST_KDF, pack_size=2 * 1024 * 1024)
     with gateway.catalog.session(tenant_id=agent.tenant_id) as session:
         vault = get_tenant_vault(session, agent.tenant_id)
         assert vault is not None and vault.vault_id == repo.config.repo_id  # from its config
@@ -111,7 +112,7 @@ def test_vault_url_opens_gateway_store(
     assert isinstance(store, GatewayStore)
     assert store.location == f"vw+https://127.0.0.1:{gateway.port}"
     assert agent.credential not in repr(store) and agent.credential not in store.location
-    repo = Repository.init(store, PASSPHRASE, kdf=FAST_KDF)
+    repo = ManagedRepository.init(store, PASSPHRASE, kdf=FAST_KDF)
     (tmp_path / "f").write_text("through the URL")
     backup(repo, [str(tmp_path / "f")])
     assert len(repo.snapshots()) == 1

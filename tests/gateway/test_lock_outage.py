@@ -23,6 +23,7 @@ from vaultwatch.engine.backup import backup
 from vaultwatch.engine.errors import LockLostError
 from vaultwatch.engine.keys import KdfParams
 from vaultwatch.engine.lock import list_locks, locked
+from vaultwatch.engine.managed import ManagedRepository
 from vaultwatch.engine.repository import Repository
 from vaultwatch.store.http import GatewayStore, RetryPolicy
 
@@ -55,7 +56,7 @@ def test_a_backup_stops_before_its_unrefreshed_lock_goes_stale(
     store = GatewayStore(
         f"https://127.0.0.1:{proxy.port}", agent.credential, gateway.ca_cert, retry=forever
     )
-    repo = Repository.init(store, PASSPHRASE, kdf=FAST_KDF, pack_size=1024 * 1024)
+    repo = ManagedRepository.init(store, PASSPHRASE, kdf=FAST_KDF, pack_size=1024 * 1024)
     outcome: list[BaseException | None] = []
 
     def run() -> None:

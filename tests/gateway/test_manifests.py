@@ -84,9 +84,24 @@ def test_no_manifest_for_a_snapshot_that_already_exists(gateway: GatewayServer) 
     client = gateway.client(agent.credential)
     snapshot = b"an old snapshot"
     sid = blake3.blake3(snapshot).hexdigest()
-    assert upload(client, f"snapshots/{sid}", snapshot).status_code == 201
+    gateway.vault(agent.tenant_id).put(f"snapshots/{sid}", snapshot)  # made before retention
     doc = _problem(upload(client, f"manifests/{sid}", _manifest(sid, packs=[])), 422)
     assert "written before its snapshot" in str(doc["detail"])
+
+
+def test_a_snapshot_is_taken_only_after_its_manifest(gateway: GatewayServer) -> None:
+    """A snapshot whose references are unknown would stop the collection of the whole vault."""
+    agent = gateway.enroll()
+    client = gateway.client(agent.credential)
+    vault = gateway.vault(agent.tenant_id)
+    snapshot = b"a new snapshot"
+    sid = blake3.blake3(snapshot).hexdigest()
+    doc = _problem(upload(client, f"snapshots/{sid}", snapshot), 422)
+    assert "no reference manifest" in str(doc["detail"])
+    assert not vault.exists(f"snapshots/{sid}")
+    assert upload(client, f"manifests/{sid}", _manifest(sid)).status_code == 201
+    assert upload(client, f"snapshots/{sid}", snapshot).status_code == 201
+    assert vault.get(f"snapshots/{sid}") == snapshot
 
 
 @pytest.mark.parametrize(
@@ -143,3 +158,31 @@ def test_an_agent_credential_cannot_forget_or_prune(gateway: GatewayServer, tmp_
     assert code != 0 and "append-only" in output
     assert vault.exists(f"data/{h[:2]}/{h}")
     assert {o.name for o in vault.list("snapshots/")} == before
+
+
+def test_repo_backup_through_the_gateway_writes_manifests(
+    gateway: GatewayServer, tmp_path: Path
+) -> None:
+    """A customer's own ``repo backup`` into the managed vault keeps retention able to collect."""
+    agent = gateway.enroll()
+    AgentRepository.init(gateway.store(agent.credential), PASSPHRASE, kdf=FAST_KDF).close()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(40_000))
+    code, output = _repo_cli(gateway, agent.credential, "backup", str(src), "--tag", "set:docs")
+    assert code == 0, output
+    (src / "b").write_text("more\n")
+    code, output = _repo_cli(gateway, agent.credential, "backup", str(src))
+    assert code == 0, output
+    vault = gateway.vault(agent.tenant_id)
+    snapshots = [o.name.split("/", 1)[1] for o in vault.list("snapshots/")]
+    assert len(snapshots) == 2
+    for sid in snapshots:
+        manifest = Manifest.from_json(vault.get(f"manifests/{sid}"), f"manifests/{sid}")
+        assert manifest.packs
+        assert manifest.received is not None
+        assert manifest.received.agent_id == str(agent.agent_id)
+    assert {Manifest.from_json(vault.get(f"manifests/{sid}")).backup_set for sid in snapshots} == {
+        "docs",
+        None,
+    }

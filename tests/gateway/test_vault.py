@@ -1,8 +1,10 @@
-"""The gateway's upload spool: what a restart removes and what it must leave alone."""
+"""The gateway's vault access: the upload names it publishes, and its upload spool (what a
+restart removes and what it must leave alone)."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,9 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vaultwatch.catalog import Catalog
-from vaultwatch.gateway.vault import VaultAccess, clean_spool, process_spool
+from vaultwatch.errors import VaultwatchError
+from vaultwatch.gateway.vault import (
+    DIGEST_REGEX,
+    UPLOAD_NAME_REGEX,
+    VaultAccess,
+    check_layout,
+    clean_spool,
+    expected_content_id,
+    parse_digest,
+    process_spool,
+)
 from vaultwatch.server_config import ServerSettings
 
 HOST = socket.gethostname()
@@ -90,3 +104,60 @@ def test_a_starting_gateway_cleans_the_spool_and_uses_its_own(tmp_path: Path) ->
         vaults.close()
     finally:
         catalog.dispose()
+
+
+UPLOAD_NAME = re.compile(UPLOAD_NAME_REGEX)
+_ID = "ab" + "0123456789abcdef" * 3 + "0123456789abcd"
+
+
+def _uploadable(name: str) -> bool:
+    try:
+        check_layout(name)
+        expected_content_id(name)
+    except VaultwatchError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "config",
+        "keys/k1",
+        "locks/a/b.c",
+        f"data/ab/{_ID}",
+        f"index/{_ID}",
+        f"snapshots/{_ID}",
+        f"manifests/{_ID}",
+        "configs",
+        "keys/",
+        "keys/..",
+        "locks/.tmp-1",
+        f"data/cd/{_ID}",
+        f"data/ab/{_ID}0",
+        f"data/AB/{_ID.upper()}",
+        "index/abc",
+        "manifests/x",
+        "retention/state",
+        "trash/x",
+        "other/x",
+    ],
+)
+def test_upload_name_regex_is_the_layout_check(name: str) -> None:
+    assert bool(UPLOAD_NAME.fullmatch(name)) == _uploadable(name)
+
+
+@given(st.from_regex(UPLOAD_NAME, fullmatch=True))
+def test_every_upload_name_the_regex_makes_fits_the_layout(name: str) -> None:
+    assert _uploadable(name)
+
+
+@pytest.mark.parametrize("value", [_ID, _ID.upper(), f" {_ID}", f"{_ID}\n", _ID[:-1], "", "x" * 64])
+def test_digest_regex_is_what_parse_digest_takes(value: str) -> None:
+    try:
+        parsed = parse_digest(value)
+    except VaultwatchError:
+        parsed = None
+    assert (parsed is not None) == bool(re.fullmatch(DIGEST_REGEX, value))
+    if parsed is not None:
+        assert parsed == value.lower()

@@ -11,7 +11,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.gateway.harness import TEST_MAX_UPLOAD, GatewayServer, content_name, upload
+from tests.gateway.harness import (
+    TEST_MAX_UPLOAD,
+    GatewayServer,
+    content_name,
+    upload,
+    upload_snapshot,
+)
 from vaultwatch.catalog import AuditEntry
 from vaultwatch.gateway.vault import decode_cursor, encode_cursor
 
@@ -60,8 +66,7 @@ def test_content_addressed_objects(agent_client: httpx.Client) -> None:
     assert upload(agent_client, name, pack).status_code == 201
     index = b"index bytes"
     assert upload(agent_client, content_name(index, "index"), index).status_code == 201
-    snap = b"snapshot bytes"
-    assert upload(agent_client, content_name(snap, "snapshots"), snap).status_code == 201
+    upload_snapshot(agent_client, b"snapshot bytes", packs=[name.rsplit("/", 1)[1]])
     assert agent_client.get(f"{OBJ}/{name}").content == pack
     # Named by other content, or not by an id at all: refused, nothing stored.
     other = os.urandom(100)
@@ -112,7 +117,7 @@ def test_ranges(agent_client: httpx.Client) -> None:
     r = get("bytes=-8")
     assert r.status_code == 206 and r.content == data[-8:]
     r = get(f"bytes={len(data)}-{len(data) + 10}")
-    assert r.status_code == 416
+    assert r.status_code == 416 and r.json()["status"] == 416
     assert r.headers["content-range"] == f"bytes */{len(data)}"
     for ignored in ("bytes=5-1", "items=0-1", "bytes=0-1,5-6", "garbage"):
         r = get(ignored)
@@ -311,8 +316,12 @@ def test_missing_vault_storage_is_not_recreated(gateway: GatewayServer) -> None:
 
 def test_errors_are_problem_json(agent_client: httpx.Client) -> None:
     _problem(agent_client.get("/api/v1/nothing-here"), 404)
-    _problem(agent_client.post(OBJ), 405)
-    _problem(agent_client.patch(f"{OBJ}/config"), 405)
+    listing = agent_client.post(OBJ)
+    _problem(listing, 405)
+    assert listing.headers["allow"] == "GET"
+    for refused in (agent_client.patch(f"{OBJ}/config"), agent_client.options(f"{OBJ}/config")):
+        _problem(refused, 405)
+        assert refused.headers["allow"] == "DELETE, GET, HEAD, PUT"  # every route of the path
     _problem(
         agent_client.post(
             "/api/v1/heartbeat", content=b"[", headers={"Content-Type": "application/json"}

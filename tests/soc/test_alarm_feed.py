@@ -12,7 +12,7 @@ from vaultwatch.catalog import Catalog
 from vaultwatch.catalog.db import database_now
 from vaultwatch.catalog.soc_models import Alarm, Severity
 from vaultwatch.soc import alarms
-from vaultwatch.soc.alarm_feed import AlarmFeed, alarm_changes, parse_mark
+from vaultwatch.soc.alarm_feed import OVERLAP, AlarmFeed, alarm_changes, parse_mark
 from vaultwatch.soc.alarm_list import AlarmFilter
 from vaultwatch.soc.events import Event
 
@@ -96,6 +96,26 @@ def test_a_batch_bigger_than_a_poll_arrives_whole_over_several_polls(catalog: Ca
         for _ in range(5):
             seen += [c.alarm.id for c in feed.poll(session)]
     assert sorted(seen) == sorted(ids)
+
+
+def test_a_feed_says_when_it_is_behind_and_starts_again_from_a_fresh_page(
+    catalog: Catalog,
+) -> None:
+    burst_at = _now(catalog) - 2 * OVERLAP
+    feed = AlarmFeed(burst_at - timedelta(seconds=1), limit=100)
+    _raise(catalog, *[_event(f"gw{i}") for i in range(250)], now=burst_at)
+    with catalog.session() as session:
+        assert len(feed.poll(session)) == 100
+        assert feed.behind
+        now = database_now(session)
+    feed.skip_to(now)
+    assert not feed.behind and feed.mark == now and feed.sent == {}
+    # Changes after the fresh page arrive; the burst before it is not sent again.
+    (later,) = _raise(catalog, _event("gw-late"))
+    with catalog.session() as session:
+        changes = feed.poll(session)
+        assert [c.alarm.id for c in changes] == [later]
+        assert not feed.behind
 
 
 def test_a_sender_clock_ahead_does_not_push_the_mark_into_the_future(catalog: Catalog) -> None:

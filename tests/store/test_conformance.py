@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,6 +134,7 @@ def test_missing_object(store: Store) -> None:
 
 def test_missing_repository(missing_store: Store) -> None:
     assert not missing_store.exists("config")
+    assert not missing_store.holds_anything()
     calls: list[Callable[[], object]] = [
         lambda: missing_store.get("config"),
         lambda: missing_store.get_range("config", 0, 4),
@@ -189,6 +192,84 @@ def test_delete(store: Store) -> None:
     assert listing(store) == {"locks/l2": 4}
     store.put("locks/l1", b"again")  # a deleted name can be written anew
     assert store.get("locks/l1") == b"again"
+
+
+def test_put_uses_a_view_only_until_it_returns(store: Store) -> None:
+    original = b"pack bytes " * 1000
+    buffer = bytearray(original)
+    gc.disable()  # a view left in a reference cycle must not be rescued by the collector
+    try:
+        store.put("keys/from-a-view", memoryview(buffer)[:5500])
+        buffer.extend(b"!")  # BufferError while anything still holds a view of it
+    finally:
+        gc.enable()
+    buffer[:4] = b"PACK"  # the caller reuses its buffer
+    assert store.get("keys/from-a-view") == original[:5500]
+
+
+def test_read_into(store: Store) -> None:
+    data = bytes(range(256)) * 40
+    store.put("keys/read-into", data)
+    buffer = bytearray(1000)
+    assert store.read_into("keys/read-into", 100, memoryview(buffer)) == 1000
+    assert buffer == data[100:1100]
+    tail = bytearray(1000)
+    assert store.read_into("keys/read-into", len(data) - 10, memoryview(tail)) == 10
+    assert tail[:10] == data[-10:] and tail[10:] == bytes(990)
+    with pytest.raises(ObjectNotFoundError, match="keys/absent"):
+        store.read_into("keys/absent", 0, memoryview(bytearray(4)))
+    with pytest.raises(ValueError):
+        store.read_into("keys/read-into", -1, memoryview(buffer))
+
+
+def test_reads_in_place_means_no_bytes_in_between(store: Store) -> None:
+    size = 4 * 1024 * 1024
+    store.put("keys/big", os.urandom(size))
+    buffer = memoryview(bytearray(size))
+    tracemalloc.start()
+    try:
+        assert store.read_into("keys/big", 0, buffer) == size
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (peak < size // 4) == store.reads_in_place, f"{peak} bytes allocated"
+
+
+def test_leaves_no_cycles_means_refcounting_frees_everything(store: Store) -> None:
+    store.put("keys/cycles", b"x" * 100_000)
+    gc.collect()
+    gc.disable()
+    try:
+        store.put("keys/cycles-2", b"y" * 100_000)
+        store.get("keys/cycles")
+        store.get_range("keys/cycles", 10, 1000)
+        store.read_into("keys/cycles", 0, memoryview(bytearray(100)))
+        store.exists("keys/cycles")
+        store.size("keys/cycles")
+        list(store.list("keys/"))
+        cyclic = gc.collect()
+    finally:
+        gc.enable()
+    assert (cyclic == 0) == store.leaves_no_cycles, f"{cyclic} objects in reference cycles"
+
+
+def test_put_file_is_create_only_and_leaves_the_source(store: Store, tmp_path: Path) -> None:
+    source = tmp_path / "spooled"
+    source.write_bytes(b"uploaded body")
+    store.put_file("keys/from-a-file", source)
+    assert store.get("keys/from-a-file") == b"uploaded body"
+    assert source.read_bytes() == b"uploaded body"  # still the caller's to remove
+    other = tmp_path / "other"
+    other.write_bytes(b"another body")
+    with pytest.raises(ObjectExistsError, match="keys/from-a-file"):
+        store.put_file("keys/from-a-file", other)
+    assert store.get("keys/from-a-file") == b"uploaded body"
+
+
+def test_holds_anything(store: Store) -> None:
+    assert not store.holds_anything()
+    store.put("keys/k1", b"x")
+    assert store.holds_anything()
 
 
 INVALID_NAMES = [

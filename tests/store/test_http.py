@@ -24,13 +24,20 @@ from tests.gateway.harness import GatewayServer, content_name, running_gateway
 from tests.store.test_conformance import (  # the protocol tests that hold for agents too
     test_delete,
     test_empty_object,
+    test_holds_anything,
     test_implements_protocol,
     test_invalid_names_refused,
+    test_leaves_no_cycles_means_refcounting_frees_everything,
     test_list_refuses_bad_prefixes,
     test_overwrite_refused_by_default,
+    test_put_file_is_create_only_and_leaves_the_source,
+    test_put_uses_a_view_only_until_it_returns,
+    test_read_into,
+    test_reads_in_place_means_no_bytes_in_between,
     test_round_trip,
 )
 from vaultwatch.gateway.tls import create_ca_and_server_cert
+from vaultwatch.job_states import JobState
 from vaultwatch.store.base import Store
 from vaultwatch.store.errors import (
     InvalidStoreURLError,
@@ -42,8 +49,6 @@ from vaultwatch.store.errors import (
     StoreUnavailableError,
 )
 from vaultwatch.store.http import (
-    STATE_RUNNING,
-    STATE_WAITING,
     GatewayStore,
     RetryPolicy,
     open_gateway_store,
@@ -52,10 +57,16 @@ from vaultwatch.store.http import (
 __all__ = [
     "test_delete",
     "test_empty_object",
+    "test_holds_anything",
     "test_implements_protocol",
     "test_invalid_names_refused",
+    "test_leaves_no_cycles_means_refcounting_frees_everything",
     "test_list_refuses_bad_prefixes",
     "test_overwrite_refused_by_default",
+    "test_put_file_is_create_only_and_leaves_the_source",
+    "test_put_uses_a_view_only_until_it_returns",
+    "test_read_into",
+    "test_reads_in_place_means_no_bytes_in_between",
     "test_round_trip",
 ]
 
@@ -101,6 +112,13 @@ class Sleeps:
 
 
 # -- the protocol, gateway flavour ------------------------------------------------------------
+
+
+def test_capabilities_of_a_gateway(store: GatewayStore) -> None:
+    # what restores and backups tune themselves by (see the Store protocol)
+    assert not store.reads_cheaply
+    assert not store.reads_in_place
+    assert not store.leaves_no_cycles
 
 
 def test_get_range(store: Store) -> None:
@@ -243,11 +261,12 @@ def test_failover_to_the_next_gateway(gateway: GatewayServer, credential: str) -
     policy = RetryPolicy(max_attempts=5, sleep=sleeps, on_state=states.append)
     store = GatewayStore([_dead_url(), gateway.url], credential, gateway.ca_cert, retry=policy)
     store.put("config", b"c")
-    assert states == [STATE_WAITING, STATE_RUNNING]
+    assert states == [JobState.WAITING_FOR_NETWORK, JobState.RUNNING]
     assert sleeps.delays == []  # another gateway answered: no need to wait
     assert store.location == f"vw+https://127.0.0.1:{gateway.port}"
     assert store.get("config") == b"c"
-    assert states == [STATE_WAITING, STATE_RUNNING]  # it stays on the gateway that works
+    # It stays on the gateway that works.
+    assert states == [JobState.WAITING_FOR_NETWORK, JobState.RUNNING]
     store.close()
 
 
@@ -274,7 +293,7 @@ def test_outage_backs_off_with_jitter_and_recovers(gateway: GatewayServer, crede
     assert len(sleeps.delays) == 4
     for round_, delay in enumerate(sleeps.delays):
         assert 0 <= delay <= min(1.5, 0.5 * 2**round_)
-    assert states == [STATE_WAITING, STATE_RUNNING]
+    assert states == [JobState.WAITING_FOR_NETWORK, JobState.RUNNING]
     assert gateway.store(credential).get("config") == b"after the outage"
 
 
@@ -288,7 +307,7 @@ def test_gives_up_after_max_attempts(credential: str, gateway: GatewayServer) ->
         store.get("config")
     assert time.monotonic() - started < 10
     assert len(sleeps.delays) == 1  # two gateways per round: one pause between the rounds
-    assert states == [STATE_WAITING]
+    assert states == [JobState.WAITING_FOR_NETWORK]
 
 
 def test_upload_cut_midway_is_retried(gateway: GatewayServer, credential: str) -> None:
@@ -315,7 +334,7 @@ def test_upload_cut_midway_is_retried(gateway: GatewayServer, credential: str) -
         cutter.join()
         proxy.close()
     assert proxy.cuts >= 1
-    assert states[0] == STATE_WAITING and states[-1] == STATE_RUNNING
+    assert states[0] == JobState.WAITING_FOR_NETWORK and states[-1] == JobState.RUNNING
     assert gateway.store(credential).get(name) == data
 
 

@@ -99,6 +99,23 @@ def test_read_into_fills_a_caller_buffer(store: LocalStore) -> None:
         store.read_into("data/ab/obj", -1, buffer)
 
 
+def test_capabilities_of_a_file_system(store: LocalStore) -> None:
+    # what restores and backups tune themselves by (see the Store protocol)
+    assert store.reads_cheaply
+    assert store.reads_in_place
+    assert store.leaves_no_cycles
+
+
+def test_any_file_makes_the_directory_hold_something(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "repo")
+    assert not store.holds_anything()  # not even created
+    store.create_if_missing()
+    assert not store.holds_anything()
+    (tmp_path / "repo" / "notes from someone.txt").write_text("not an object")
+    assert list(store.list()) == []
+    assert store.holds_anything()
+
+
 def test_crash_leftovers_are_invisible(store: LocalStore) -> None:
     store.put("data/ab/ab01", b"real")
     # What a crash between "write temp" and "link" leaves behind.

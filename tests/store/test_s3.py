@@ -90,6 +90,23 @@ def test_prefix_isolates_repositories(s3_endpoint: S3Endpoint) -> None:
     assert keys == {"tenants/one/config", "tenants/two/config", "tenants/two/data/ab/ab01"}
 
 
+def test_capabilities_of_an_object_store(s3_store: S3Store) -> None:
+    # what restores and backups tune themselves by (see the Store protocol)
+    assert not s3_store.reads_cheaply
+    assert not s3_store.reads_in_place
+    assert not s3_store.leaves_no_cycles
+
+
+def test_holds_anything_counts_only_what_is_under_the_prefix(s3_endpoint: S3Endpoint) -> None:
+    bucket = _bucket()
+    one = S3Store(bucket, "tenants/one", endpoint_url=s3_endpoint.url)
+    one.create_bucket_if_missing()
+    two = S3Store(bucket, "tenants/two", endpoint_url=s3_endpoint.url)
+    one.put("config", b"c")
+    assert one.holds_anything()
+    assert not two.holds_anything()
+
+
 def test_foreign_keys_are_skipped(s3_store: S3Store, s3_endpoint: S3Endpoint) -> None:
     client = boto3.client("s3", endpoint_url=s3_endpoint.url)
     for key in ("notes/read me.txt", "data/", "data//x", "data/ab/.tmp-1"):

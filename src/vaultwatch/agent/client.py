@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from vaultwatch import __version__
+from vaultwatch.backoff import full_jitter
 from vaultwatch.errors import VaultwatchError
-
-API = "/api/v1"
+from vaultwatch.protocol import API_PREFIX
 
 
 class NetworkDown(VaultwatchError):
@@ -56,10 +56,10 @@ class Backoff:
         self._rand = rand
 
     def next_delay(self) -> float:
-        """The delay before the next try (grows with each call)."""
-        cap = min(self.maximum, self.initial * (2 ** min(self.attempt, 30)))
+        """The delay before the next try (grows with each call); never under 50 ms, no busy loop."""
+        delay = full_jitter(self.attempt, self.initial, self.maximum, self._rand, minimum=0.05)
         self.attempt += 1
-        return float(max(0.05, cap * self._rand()))
+        return delay
 
     def reset(self) -> None:
         """Success: the next outage starts from a short delay again."""
@@ -135,7 +135,7 @@ def enroll(
     }
     try:
         with httpx.Client(verify=tls_context(ca_cert), timeout=timeout) as client:
-            response = client.post(url.rstrip("/") + API + "/enroll", json=body)
+            response = client.post(url.rstrip("/") + API_PREFIX + "/enroll", json=body)
     except httpx.TransportError as exc:
         raise NetworkDown(_enroll_transport_message(url, exc, ca_cert)) from None
     if response.status_code not in (200, 201):
@@ -189,7 +189,7 @@ class GatewayClient:
         for i in self._order():
             url = self.urls[i]
             try:
-                response = self._client.request(method, url + API + path, json=body)
+                response = self._client.request(method, url + API_PREFIX + path, json=body)
             except httpx.TransportError as exc:
                 failures.append(f"{url}: {type(exc).__name__}")
                 continue

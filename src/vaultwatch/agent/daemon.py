@@ -41,9 +41,11 @@ from vaultwatch.agent.status import (
     status_path,
     write_status,
 )
-from vaultwatch.agent.vault import AgentRepository, open_vault, read_passphrase
+from vaultwatch.agent.vault import AgentRepository, open_vault
 from vaultwatch.agent.watcher import Watcher
 from vaultwatch.engine.backup import BackupResult
+from vaultwatch.job_states import JobState
+from vaultwatch.passphrases import read_passphrase_file
 from vaultwatch.store.base import Store
 
 log = logging.getLogger("vaultwatch.agent")
@@ -181,7 +183,7 @@ class Agent:
         """The tenant vault, opened (or created) on first use and kept open."""
         with self._repo_lock:
             if self._repo is None:
-                passphrase = read_passphrase(self.config.passphrase_file)
+                passphrase = read_passphrase_file(self.config.passphrase_file)
                 store = self.store_factory(self.runner.on_store_state)
                 try:
                     self._repo = open_vault(
@@ -426,7 +428,7 @@ class Agent:
     def write_status(self) -> None:
         """Rewrite status.json and the state metrics now."""
         doc = self.status_document()
-        active = ("running", "waiting_for_network", "blocked")
+        active = (JobState.RUNNING, JobState.WAITING_FOR_NETWORK, "blocked")
         state = doc["state"] if doc["state"] in active else "idle"
         self.metrics.state.state(state)
         job = doc["job"]
@@ -445,7 +447,7 @@ class Agent:
             now = time.monotonic()
             if (
                 live is not None
-                and live.state == "running"
+                and live.state == JobState.RUNNING
                 and now - last_report >= PROGRESS_REPORT_EVERY
             ):
                 last_report = now
@@ -483,7 +485,7 @@ class Agent:
             if cfg is None:
                 self.journal.finish_job(
                     job.job_uid,
-                    "failed",
+                    JobState.FAILED,
                     paths=[],
                     error="the backup set was removed from the configuration",
                 )
@@ -506,7 +508,7 @@ class Agent:
             trigger.changes.committed(retry)
         else:
             trigger.changes.failed()
-        if state == "failed":
+        if state == JobState.FAILED:
             trigger.failed()
         if self.runner.permanent_failure is not None:
             self._block(self.runner.permanent_failure)

@@ -27,9 +27,10 @@ from vaultwatch.agent.config import (
 )
 from vaultwatch.agent.daemon import platform_name
 from vaultwatch.agent.membership import JoinRefusedError, KeySetup, set_up_key, slot_label
-from vaultwatch.agent.vault import command_store, read_passphrase
+from vaultwatch.agent.vault import command_store
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.files import write_private
+from vaultwatch.passphrases import read_passphrase_file
 
 EXAMPLE_SETS = """
 # What to protect: one [[backup_set]] table per set (see docs/agent.md), e.g.
@@ -96,7 +97,7 @@ def enroll_agent(
     if ca_cert is not None and not ca_cert.is_file():
         raise ConfigError(f"--ca-cert {ca_cert}: no such file")
     if passphrase_file is not None:
-        read_passphrase(passphrase_file)  # fail now, not at the first backup
+        read_passphrase_file(passphrase_file)  # fail now, not at the first backup
     kept_sets = _existing_sets(config_path) if force else []
     if force and passphrase_file is None:
         passphrase_file = _existing_passphrase_file(config_path)

@@ -26,21 +26,22 @@ import httpx
 
 from vaultwatch.agent.client import Backoff, NetworkDown
 from vaultwatch.agent.config import AgentConfig, BackupSetConfig
-from vaultwatch.agent.journal import FINAL_STATES, JobFileCache, JobRecord, Journal
+from vaultwatch.agent.journal import JobFileCache, JobRecord, Journal
 from vaultwatch.agent.snapshots import set_tag
-from vaultwatch.agent.vault import AgentRepository, PassphraseError, is_unchanged
+from vaultwatch.agent.vault import AgentRepository, is_unchanged
 from vaultwatch.engine.backup import BackupOptions, BackupResult, backup
 from vaultwatch.engine.errors import SnapshotNotFoundError, WrongPassphraseError
 from vaultwatch.engine.lock import list_locks
 from vaultwatch.engine.progress import Progress
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.job_states import FINAL_JOB_STATES, JobState
+from vaultwatch.passphrases import PassphraseFileError
 from vaultwatch.store.errors import ObjectNotFoundError, StoreError, StoreUnavailableError
 
 log = logging.getLogger("vaultwatch.agent.jobs")
 
-RUNNING = "running"
-WAITING = "waiting_for_network"
-UNCHANGED = "unchanged"
+RUNNING = JobState.RUNNING
+WAITING = JobState.WAITING_FOR_NETWORK
 MAX_REPORTED_ERRORS = 50
 
 
@@ -58,7 +59,7 @@ def is_permanent_error(exc: BaseException) -> bool:
     Retrying such a job every ``retry_after`` only repeats the error: the
     agent stops running jobs and says why instead.
     """
-    return isinstance(exc, WrongPassphraseError | PassphraseError)
+    return isinstance(exc, WrongPassphraseError | PassphraseFileError)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class LiveJob:
     job_uid: str
     backup_set: str
     reason: str
-    state: str = "queued"
+    state: JobState = JobState.QUEUED
     attempts: int = 0
     started: float = field(default_factory=time.time)
     progress: Progress | None = None
@@ -85,7 +86,7 @@ def _iso(ts: float) -> str:
 def report_body(
     live: LiveJob,
     *,
-    state: str | None = None,
+    state: JobState | None = None,
     result: BackupResult | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
@@ -112,16 +113,16 @@ def report_body(
     if error:
         body["errors"] = [{"path": "", "message": error[:4000]}]
     if result is not None:
+        summary = result.to_dict()
         errors = [{"path": e.path[:4000], "message": e.message[:4000]} for e in result.errors]
         body["errors"] = errors[:MAX_REPORTED_ERRORS]
-        body["error_count"] = len(errors)
-        body["bytes_done"] = result.total_bytes
-        body["bytes_total"] = result.total_bytes
-        # The snapshot holds the files read; those that could not be read are not in the
-        # result's counts, but were part of the job.
-        saved = result.files_new + result.files_changed + result.files_unmodified
-        body["files_done"] = saved
-        body["files_total"] = saved + len(result.errors)
+        body["error_count"] = summary["errors"]
+        body["bytes_done"] = summary["total_bytes"]
+        body["bytes_total"] = summary["total_bytes"]
+        # The snapshot holds the files read; those that could not be read were part of the
+        # job but are not in it.
+        body["files_done"] = summary["files_total"]
+        body["files_total"] = summary["files_total"] + summary["files_unreadable"]
         body["eta_seconds"] = 0
         snap = result.snapshot
         if is_unchanged(snap):
@@ -133,11 +134,11 @@ def report_body(
             "tags": list(snap.tags),
             "started_at": _iso(live.started),
             "finished_at": snap.time.isoformat(timespec="seconds"),
-            "files_total": saved,
-            "bytes_total": result.total_bytes,
-            "files_new": result.files_new,
-            "files_changed": result.files_changed,
-            "bytes_added": result.bytes_added,
+            "files_total": summary["files_total"],
+            "bytes_total": summary["total_bytes"],
+            "files_new": summary["files_new"],
+            "files_changed": summary["files_changed"],
+            "bytes_added": summary["bytes_added"],
         }
     return body
 
@@ -184,11 +185,11 @@ class JobRunner:
         if self._on_reports_queued is not None:
             self._on_reports_queued()
 
-    def set_state(self, state: str) -> None:
+    def set_state(self, state: JobState) -> None:
         """Move the current job to ``state`` (running / waiting_for_network) and report it."""
         with self._lock:
             live = self.live
-            if live is None or live.state == state or live.state in FINAL_STATES:
+            if live is None or live.state == state or live.state in FINAL_JOB_STATES:
                 return
             live.state = state
         self.journal.set_state(live.job_uid, state)
@@ -204,7 +205,7 @@ class JobRunner:
     def on_store_state(self, state: str) -> None:
         """The gateway store's view: it is waiting for the network, or running again."""
         if state in (RUNNING, WAITING):
-            self.set_state(state)
+            self.set_state(JobState(state))
 
     def on_pack_uploaded(self, pack_id: bytes, size: int) -> None:
         """Count what the current job sent."""
@@ -276,11 +277,11 @@ class JobRunner:
                     self.stop.wait(delay)
                     continue
                 if result.errors:
-                    state = "partial"  # still partial, if nothing changed: the alarm stays
+                    state = JobState.PARTIAL  # still partial, if nothing changed: the alarm stays
                 elif is_unchanged(result.snapshot):
-                    state = UNCHANGED
+                    state = JobState.UNCHANGED
                 else:
-                    state = "succeeded"
+                    state = JobState.SUCCEEDED
                 with self._lock:
                     live.state = state
                 self.journal.finish_job(
@@ -322,19 +323,19 @@ class JobRunner:
             log.exception("job %s of %s failed unexpectedly", live.job_uid, cfg.name)
         self._reload_index = True
         with self._lock:
-            live.state = "failed"
+            live.state = JobState.FAILED
             live.last_error = message
         self.journal.finish_job(
             live.job_uid,
-            "failed",
+            JobState.FAILED,
             paths=cfg.paths,
             error=message,
-            report=report_body(live, state="failed", error=message),
+            report=report_body(live, state=JobState.FAILED, error=message),
         )
         self._reports_queued()
         if self._on_finish is not None:
-            self._on_finish(cfg, "failed", None)
-        return "failed"
+            self._on_finish(cfg, JobState.FAILED, None)
+        return JobState.FAILED
 
     def _parent(self, cfg: BackupSetConfig) -> str:
         record = self.journal.set_record(cfg.name)

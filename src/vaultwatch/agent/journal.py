@@ -33,12 +33,11 @@ from typing import Any
 
 from vaultwatch.engine.ids import ID_SIZE
 from vaultwatch.engine.tree import Node
+from vaultwatch.job_states import FINAL_JOB_STATES, JobState
 
-ACTIVE_STATES = ("queued", "running", "waiting_for_network")
-FINAL_STATES = ("succeeded", "partial", "unchanged", "failed")
 #: Final states after which the set is protected up to the job's end ("unchanged": nothing
 #: changed since the last snapshot, so no identical snapshot was written).
-GOOD_STATES = ("succeeded", "partial", "unchanged")
+GOOD_STATES = frozenset({JobState.SUCCEEDED, JobState.PARTIAL, JobState.UNCHANGED})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -176,8 +175,8 @@ class Journal:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO jobs (job_uid, backup_set, kind, reason, state, created, updated)"
-                " VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                (uid, backup_set, kind, reason, now, now),
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (uid, backup_set, kind, reason, JobState.QUEUED, now, now),
             )
         job = self.job(uid)
         assert job is not None
@@ -243,7 +242,7 @@ class Journal:
         ``report``, the job's final report, is queued in the same transaction:
         a job is never finished here without its final report waiting to be sent.
         """
-        if state not in FINAL_STATES:
+        if state not in FINAL_JOB_STATES:
             raise ValueError(f"not a final state: {state}")
         now = time.time()
         with self._lock:

@@ -30,12 +30,12 @@ from vaultwatch.agent.vault import (
     beside_config,
     command_store,
     create_passphrase_file,
-    read_passphrase,
 )
 from vaultwatch.engine.errors import RepositoryExistsError, WrongPassphraseError
 from vaultwatch.engine.repository import Repository
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.files import write_private
+from vaultwatch.passphrases import read_passphrase_file
 from vaultwatch.store.base import Store
 
 
@@ -93,13 +93,13 @@ def set_up_key(
             create_passphrase_file(own_file)
             created = True
         try:
-            repo = AgentRepository.init(store, read_passphrase(passphrase_file), label=label)
+            repo = AgentRepository.init(store, read_passphrase_file(passphrase_file), label=label)
             return KeySetup(passphrase_file, created, repo.slot.slot_id, vault_created=True)
         except RepositoryExistsError:  # another server of the tenant made it meanwhile
             if created:
                 own_file.unlink()
     if own_file.exists() and (given_file is None or given_file.resolve() != own_file.resolve()):
-        repo_own = _opens(store, read_passphrase(own_file))
+        repo_own = _opens(store, read_passphrase_file(own_file))
         if repo_own is not None:  # enrolled again (--force): its slot is still there
             return KeySetup(own_file, False, repo_own.slot.slot_id, vault_created=False)
         if given_file is None:
@@ -115,7 +115,7 @@ def set_up_key(
             f"{who} already has a vault, shared by all its servers, and this server has no "
             f"passphrase that opens it: {JOIN_HINT}"
         )
-    joined = _opens(store, read_passphrase(given_file))
+    joined = _opens(store, read_passphrase_file(given_file))
     if joined is None:
         raise JoinRefusedError(
             f"{given_file} does not open the vault of {who} (no key slot holds that "
@@ -125,7 +125,7 @@ def set_up_key(
         return KeySetup(own_file, False, joined.slot.slot_id, vault_created=False)
     create_passphrase_file(own_file)
     try:
-        slot = joined.add_passphrase(read_passphrase(own_file), label=label)
+        slot = joined.add_passphrase(read_passphrase_file(own_file), label=label)
     except BaseException:
         own_file.unlink(missing_ok=True)
         raise
@@ -149,7 +149,7 @@ def open_with_config(config: AgentConfig, passphrase_file: Path | None = None) -
     Close it when done (``repository.close()``).
     """
     key_file = passphrase_file or beside_config(config.passphrase_file, config.path)
-    passphrase = read_passphrase(key_file)
+    passphrase = read_passphrase_file(key_file)
     store = config_store(config)
     try:
         return Repository.open(store, passphrase, slot_id=config.key_slot)
@@ -206,7 +206,7 @@ def add_recovery_key(config: AgentConfig, out_file: Path, label: str) -> str:
     try:
         create_passphrase_file(out_file)
         try:
-            slot = repo.add_passphrase(read_passphrase(out_file), label=label)
+            slot = repo.add_passphrase(read_passphrase_file(out_file), label=label)
         except BaseException:
             with contextlib.suppress(OSError):
                 out_file.unlink()

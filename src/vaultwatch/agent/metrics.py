@@ -12,8 +12,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Info, start_http_server
 
 from vaultwatch import __version__
+from vaultwatch.job_states import JobState
 
-STATES = ["idle", "running", "waiting_for_network", "blocked"]
+#: What the agent is doing: nothing, the running job's state, or blocked by a permanent failure.
+STATES = ["idle", JobState.RUNNING.value, JobState.WAITING_FOR_NETWORK.value, "blocked"]
 
 
 class AgentMetrics:

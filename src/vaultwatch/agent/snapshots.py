@@ -10,12 +10,11 @@ import socket
 
 from vaultwatch.agent.config import AgentConfig
 from vaultwatch.engine.errors import SnapshotNotFoundError
+from vaultwatch.engine.manifest import SET_TAG_PREFIX, backup_set_of
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.retention import select_snapshots
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.errors import VaultwatchError
-
-SET_TAG_PREFIX = "set:"
 
 
 class BackupSetChoiceError(VaultwatchError):
@@ -31,10 +30,7 @@ def set_tag(name: str) -> str:
 
 def snapshot_set(snap: Snapshot) -> str | None:
     """The backup set a snapshot was made for (None for snapshots made outside the agent)."""
-    for tag in snap.tags:
-        if tag.startswith(SET_TAG_PREFIX):
-            return tag[len(SET_TAG_PREFIX) :]
-    return None
+    return backup_set_of(snap.tags)
 
 
 def agent_hostname(config: AgentConfig) -> str:

@@ -9,98 +9,43 @@ with a passphrase that already opens it (see :mod:`vaultwatch.agent.membership`)
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 
-from vaultwatch.agent.snapshots import snapshot_set
 from vaultwatch.engine.errors import RepositoryExistsError, WrongPassphraseError
-from vaultwatch.engine.lock import RepositoryLock
-from vaultwatch.engine.manifest import Manifest
-from vaultwatch.engine.references import PackReferences
+from vaultwatch.engine.managed import ManagedRepository
 from vaultwatch.engine.repository import BlobWriter, Repository
-from vaultwatch.engine.retention_state import read_retention_state
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import Node
-from vaultwatch.errors import VaultwatchError
 from vaultwatch.files import write_private
 from vaultwatch.store.base import Store
-from vaultwatch.store.errors import ObjectExistsError, RepositoryNotFoundError
-
-log = logging.getLogger("vaultwatch.agent.vault")
+from vaultwatch.store.errors import RepositoryNotFoundError
 
 
-class PassphraseError(VaultwatchError):
-    """The passphrase file is missing, unreadable or empty."""
-
-    exit_code = 2
-
-
-class AgentRepository(Repository):
-    """The tenant vault as the agent writes it: managed-vault rules on top of the engine.
+class AgentRepository(ManagedRepository):
+    """The tenant vault as the agent writes it: the managed-vault rules, with the agent's settings.
 
     - The writer uses the agent's upload concurrency and reports each pack.
       One upload at a time by default: an agent shares the customer's uplink,
       and after a cut at most one pack was in flight and must be sent again.
-    - Every snapshot gets its reference manifest, stored before the snapshot,
-      so the service can apply retention without the key.
+    - Every snapshot gets its reference manifest first, and retention is
+      followed after each lock (:class:`ManagedRepository`).
     - A snapshot identical to its parent (same paths, tags and host, and the
       same root tree or the same tree at each path) is not written: the
       parent's id stands for it (see :func:`is_unchanged`).
-    - A backup's shared lock is followed by a look at ``retention/state``:
-      when the service announced or removed packs since the index was
-      loaded, the index is read again without them.
     """
 
     upload_workers: int = 1
     on_pack_uploaded: Callable[[bytes, int], None] | None = None
     skip_unchanged: bool = True
-    _references: PackReferences | None = None
 
     def writer(self, *, upload_workers: int | None = None) -> BlobWriter:
         """The engine's writer, with the agent's settings."""
         writer = super().writer(upload_workers=upload_workers or self.upload_workers)
         writer.on_pack_uploaded = self.on_pack_uploaded
         return writer
-
-    @property
-    def references(self) -> PackReferences:
-        """Pack ids per tree, kept for the life of this process."""
-        if self._references is None:
-            self._references = PackReferences(self)
-        return self._references
-
-    def lock(
-        self, *, exclusive: bool, purpose: str, on_lost: Callable[[], None] | None = None
-    ) -> AbstractContextManager[RepositoryLock]:
-        """The engine's lock; a shared one then follows the service's retention."""
-        return self._lock_then_follow(exclusive, purpose, on_lost)
-
-    @contextmanager
-    def _lock_then_follow(
-        self, exclusive: bool, purpose: str, on_lost: Callable[[], None] | None
-    ) -> Iterator[RepositoryLock]:
-        with super().lock(exclusive=exclusive, purpose=purpose, on_lost=on_lost) as held:
-            # After the lock exists: the service waits for the locks it saw when it
-            # announced packs, and every later lock holder reads the announcement here.
-            self.follow_retention()
-            yield held
-
-    def follow_retention(self) -> bool:
-        """Reload the index when ``retention/state`` changed since it was loaded; True if it did."""
-        if not self._index_loaded:
-            return False  # the first load reads the state anyway
-        state = read_retention_state(self.store)
-        generation = state.generation if state is not None else 0
-        if generation == self.retention_generation:
-            return False
-        log.info("the service's retention removed data: reading the vault index again")
-        self.load_index(reload=True)
-        self.references.forget()
-        return True
 
     def save_snapshot(self, snapshot: Snapshot) -> str:
         """Store the manifest, then the snapshot; an unchanged snapshot is not stored."""
@@ -109,24 +54,7 @@ class AgentRepository(Repository):
             if self.unchanged_since(parent, snapshot):
                 snapshot.id = parent.id
                 return parent.id
-        packs = self.references.packs(snapshot.tree)
-        snapshot_id, data = self.seal("snapshot", snapshot.to_json())
-        manifest = Manifest(
-            snapshot=snapshot_id,
-            time=snapshot.time,
-            hostname=snapshot.hostname,
-            paths=list(snapshot.paths),
-            tags=list(snapshot.tags),
-            packs=[p.hex() for p in packs],
-            backup_set=snapshot_set(snapshot),
-            parent=snapshot.parent,
-        )
-        with suppress(ObjectExistsError):  # a retried upload
-            self.store.put(manifest.name, manifest.to_json())
-        with suppress(ObjectExistsError):
-            self.store.put(f"snapshots/{snapshot_id}", data)
-        snapshot.id = snapshot_id
-        return snapshot_id
+        return super().save_snapshot(snapshot)
 
     def unchanged_since(self, parent: Snapshot, snapshot: Snapshot) -> bool:
         """Whether ``snapshot`` records exactly what ``parent`` did.
@@ -163,21 +91,6 @@ class AgentRepository(Repository):
 def is_unchanged(snapshot: Snapshot) -> bool:
     """Whether a backup's snapshot was skipped as identical to its parent (it carries the parent's id)."""
     return snapshot.parent is not None and snapshot.id == snapshot.parent
-
-
-def read_passphrase(path: Path) -> str:
-    """The first line of the passphrase file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PassphraseError(f"passphrase file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PassphraseError(f"cannot read the passphrase file {path}: {exc}") from None
-    lines = text.splitlines()
-    passphrase = lines[0] if lines else ""
-    if not passphrase:
-        raise PassphraseError(f"passphrase file {path} is empty")
-    return passphrase
 
 
 def create_passphrase_file(path: Path) -> None:

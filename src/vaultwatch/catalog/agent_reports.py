@@ -39,8 +39,6 @@ MAX_ERROR_LENGTH = 1000
 class JobConflictError(CatalogError):
     """The job id belongs to another agent, or the report would reopen a finished job."""
 
-    http_status = 409
-
 
 @dataclass(frozen=True)
 class ReportedBackupSet:

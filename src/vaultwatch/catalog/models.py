@@ -42,6 +42,8 @@ from vaultwatch.catalog.types import (
     check_in,
     utcnow,
 )
+from vaultwatch.job_states import FINAL_JOB_STATES as FINAL_JOB_STATES
+from vaultwatch.job_states import JobState as JobState
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -99,43 +101,6 @@ class JobKind(enum.StrEnum):
     CHECK = "check"
     PRUNE = "prune"
 
-
-class JobState(enum.StrEnum):
-    """A job's life: queued -> running -> one of the final states.
-
-    `interrupted` means the agent restarted; `waiting_for_network` means it
-    lost its gateways and is retrying. Either way the job resumes from its
-    journal, so it is not a failure yet. `partial` is final: the snapshot was
-    written but some files could not be read (`error_count` says how many).
-    `unchanged` is final and good: nothing changed since the set's last
-    snapshot, so no identical one was written.
-    """
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    WAITING_FOR_NETWORK = "waiting_for_network"
-    INTERRUPTED = "interrupted"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    UNCHANGED = "unchanged"
-
-    @property
-    def is_final(self) -> bool:
-        """True once the job will never change again."""
-        return self in FINAL_JOB_STATES
-
-
-FINAL_JOB_STATES = frozenset(
-    {
-        JobState.SUCCEEDED,
-        JobState.PARTIAL,
-        JobState.UNCHANGED,
-        JobState.FAILED,
-        JobState.CANCELLED,
-    }
-)
 
 #: Final states whose backup wrote a snapshot the catalog records.
 SNAPSHOT_JOB_STATES = frozenset({JobState.SUCCEEDED, JobState.PARTIAL})

@@ -25,8 +25,6 @@ MIN_PASSWORD_LENGTH = 12
 class UserExistsError(CatalogError):
     """An account with this email already exists."""
 
-    http_status = 409
-
 
 def normalize_email(email: str) -> str:
     """The stored form of an email: trimmed and lower-cased; malformed ones are refused."""

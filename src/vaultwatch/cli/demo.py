@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vaultwatch.cli.output import err_console, line, note, plural
+from vaultwatch.protocol import API_PREFIX
 
 if TYPE_CHECKING:  # the demo pulls in the server: imported only when it runs
     from vaultwatch.demo import DemoFacts, DemoLayout
@@ -33,7 +34,7 @@ def _show(facts: DemoFacts, layout: DemoLayout) -> None:
     line("")
     line("Vaultwatch is running (server + one enrolled agent, continuous protection)")
     line(f"  web console      {facts.url}/   (sign in as the administrator below)")
-    line(f"  API schema       {facts.url}/api/v1/openapi.json   (health: {facts.url}/healthz)")
+    line(f"  API schema       {facts.url}{API_PREFIX}/openapi.json   (health: {facts.url}/healthz)")
     line(f"  CA certificate   {facts.ca_cert}")
     line(f"  administrator    {facts.admin_email} / {facts.admin_password}")
     line(f"  tenant vault     {facts.vault}")

@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from vaultwatch.cli.output import set_json_errors, warn
 from vaultwatch.engine import keys as keyslots
+from vaultwatch.engine.managed import ManagedRepository
 from vaultwatch.engine.repository import Repository
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.passphrases import read_passphrase_file
 from vaultwatch.store.base import Store
 from vaultwatch.store.errors import RepositoryNotFoundError, StorePermissionError
-from vaultwatch.store.url import open_store
+from vaultwatch.store.url import names_managed_vault, open_store
 
 REPO_ENV = "VAULTWATCH_REPO"
 PASSPHRASE_ENV = "VAULTWATCH_PASSPHRASE"
@@ -175,24 +177,6 @@ def stdin_is_tty() -> bool:
         return False
 
 
-def read_passphrase_file(path: Path) -> str:
-    """The first line of the file, without its line ending (other whitespace is kept)."""
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise CliError(f"cannot read passphrase file {path}: it is a directory") from None
-    except OSError as exc:
-        raise CliError(f"cannot read passphrase file {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CliError(f"passphrase file {path} is not UTF-8 text") from None
-    first = text.split("\n", 1)[0].removesuffix("\r")
-    if not first:
-        raise CliError(f"passphrase file {path} is empty (the passphrase is its first line)")
-    return first
-
-
 def prompt_secret(text: str, *, confirm: bool) -> str:
     """Ask on the terminal with hidden input; asked twice when ``confirm``."""
     first = str(typer.prompt(text, hide_input=True, err=True, default="", show_default=False))
@@ -263,7 +247,10 @@ def open_repository(opts: RepoSettings) -> Iterator[Repository]:
     with open_store_for(opts) as store:
         if not store.exists("config"):
             raise RepositoryNotFoundError(f"no repository at {store.location}")
-        yield Repository.open(store, resolve_passphrase(opts))
+        # A tenant's vault through a gateway takes snapshots only with their reference
+        # manifests, and the service's retention is followed there.
+        kind = ManagedRepository if names_managed_vault(repo_url(opts)) else Repository
+        yield kind.open(store, resolve_passphrase(opts))
 
 
 @contextmanager

@@ -43,6 +43,7 @@ from vaultwatch.cli.output import (
     printable,
 )
 from vaultwatch.errors import VaultwatchError
+from vaultwatch.job_states import JobState
 from vaultwatch.server_config import DATA_DIR_ENV
 from vaultwatch.soc.client import (
     API_KEY_ENV,
@@ -159,6 +160,11 @@ CASE_STYLES = {
 }
 CASE_STATES = tuple(s.value for s in CaseState)
 SILENCE_STYLES = {"active": "green", "pending": "cyan", "expired": "dim", "cancelled": "dim"}
+JOB_STATE_STYLES = {
+    JobState.FAILED: "bold red",
+    JobState.PARTIAL: "yellow",
+    JobState.SUCCEEDED: "green",
+}
 
 
 def styled(value: object, style: str | None) -> Text:
@@ -255,9 +261,7 @@ def jobs_table(items: list[dict[str, Any]]) -> Table:
         right=["Rate", "ETA", "Resumed", "Errors"],
     )
     for j in items:
-        state_style = {"failed": "bold red", "partial": "yellow", "succeeded": "green"}.get(
-            j["state"], "cyan"
-        )
+        state_style = JOB_STATE_STYLES.get(j["state"], "cyan")
         state = j["state"] + (" (stalled)" if j["stalled"] else "")
         files = str(j["files_done"]) + (
             f"/{j['files_total']}" if j["files_total"] is not None else ""
@@ -593,7 +597,7 @@ def jobs_cmd(
         return
     print_table(jobs_table(items))
     for j in items:
-        if j["state"] in ("failed", "partial") and j["errors"]:
+        if j["state"] in (JobState.FAILED, JobState.PARTIAL) and j["errors"]:
             note(f"{str(j['id'])[:8]} {j['hostname']}: {j['errors'][-1]}")
 
 

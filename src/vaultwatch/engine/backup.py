@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from vaultwatch import __version__
 from vaultwatch.engine.chunker import Chunker
@@ -44,7 +44,6 @@ from vaultwatch.engine.progress import Progress
 from vaultwatch.engine.repository import BlobWriter, Repository
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import DIR, FILE, Node, Tree, child_path
-from vaultwatch.store.local import LocalStore
 
 BATCH_BYTES = 2 * 1024 * 1024
 SMALL_FILE = 1024 * 1024
@@ -106,14 +105,23 @@ class FileError:
     message: str
 
 
+#: How a backup found what to read: it listed every directory, only the directories with
+#: changes since the parent snapshot, or it read standard input.
+Scan = Literal["full", "incremental", "stdin"]
+
+
 @dataclass
 class BackupResult:
-    """What one backup did."""
+    """What one backup did; :meth:`to_dict` is its one summary, wherever it is shown."""
 
     snapshot: Snapshot
     files_new: int = 0
     files_changed: int = 0
     files_unmodified: int = 0
+    # Files left out of the snapshot because their content could not be read. Each is in
+    # errors, which also lists entries that could not be examined (their kind is unknown)
+    # and directories that could not be listed (kept in the snapshot, empty).
+    files_unreadable: int = 0
     dirs: int = 0
     bytes_read: int = 0
     bytes_added: int = 0
@@ -122,7 +130,41 @@ class BackupResult:
     duration: float = 0.0
     errors: list[FileError] = field(default_factory=list)
     warnings: list[FileError] = field(default_factory=list)
-    incremental: bool = False  # only the dirty directories were scanned
+    scan: Scan = "full"
+
+    @property
+    def incremental(self) -> bool:
+        """Whether only the directories with changes were listed."""
+        return self.scan == "incremental"
+
+    @property
+    def files_total(self) -> int:
+        """The files the snapshot holds (unreadable ones are not among them)."""
+        return self.files_new + self.files_changed + self.files_unmodified
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary: the snapshot records it, the CLI prints it, the agent reports it.
+
+        One place computes the counts, so they cannot disagree: files and
+        bytes are those of the whole snapshot (after an incremental run too);
+        ``files_unreadable`` were to be backed up but are not in it.
+        """
+        return {
+            "files_new": self.files_new,
+            "files_changed": self.files_changed,
+            "files_unmodified": self.files_unmodified,
+            "files_total": self.files_total,
+            "files_unreadable": self.files_unreadable,
+            "dirs": self.dirs,
+            "bytes_read": self.bytes_read,
+            "bytes_added": self.bytes_added,
+            "bytes_stored": self.bytes_stored,
+            "total_bytes": self.total_bytes,
+            "duration": round(self.duration, 3),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "scan": self.scan,
+        }
 
 
 class Excluder:
@@ -213,7 +255,7 @@ class _Backup:
         self.excluder = Excluder(options.excludes)
         self.result_errors: list[FileError] = []
         self.result_warnings: list[FileError] = []
-        self.counts = {"new": 0, "changed": 0, "unmodified": 0, "dirs": 0}
+        self.counts = {"new": 0, "changed": 0, "unmodified": 0, "dirs": 0, "unreadable": 0}
         self.bytes_read = 0
         self.total_bytes = 0
         self._count_lock = threading.Lock()
@@ -659,6 +701,9 @@ class _Backup:
                 if outcome.error:
                     child = child_path(job.path, node.name)
                     self.result_errors.append(FileError(os.fsdecode(child), outcome.error))
+                    self.counts["unreadable"] += 1
+                    with self._count_lock:
+                        self.total_bytes -= node.size  # not in the snapshot after all
                     continue
                 self.counts[self._category.pop(id(node), "new")] += 1
                 if outcome.warning:
@@ -771,7 +816,7 @@ def _whole_snapshot_totals(result: BackupResult, run: _Backup, parent: Snapshot)
         parent_bytes = int(s["total_bytes"])
     except (KeyError, TypeError, ValueError):
         return  # a parent without totals: the counts stay those of the scanned part
-    scanned = result.files_new + result.files_changed + result.files_unmodified
+    scanned = result.files_total
     files = max(parent_files - run.replaced_files + scanned, scanned)
     result.files_unmodified = files - result.files_new - result.files_changed
     result.total_bytes = max(parent_bytes - run.replaced_bytes + run.total_bytes, run.total_bytes)
@@ -871,7 +916,7 @@ def backup(
         run = _Backup(repo, options, progress)
         progress.phase = "backing up"
         with (
-            rare_young_collections(isinstance(repo.store, LocalStore)),
+            rare_young_collections(repo.store.leaves_no_cycles),
             short_gil_slices(),
             _reader_pool(repo, options) as readers,
             repo.writer() as writer,
@@ -910,6 +955,7 @@ def backup(
             files_new=run.counts["new"],
             files_changed=run.counts["changed"],
             files_unmodified=run.counts["unmodified"],
+            files_unreadable=run.counts["unreadable"],
             dirs=run.counts["dirs"],
             bytes_read=run.bytes_read,
             bytes_added=writer.new_raw_bytes,
@@ -918,23 +964,11 @@ def backup(
             duration=duration,
             errors=run.result_errors,
             warnings=run.result_warnings,
-            incremental=run.dirty is not None,
+            scan="incremental" if run.dirty is not None else "full",
         )
         if run.dirty is not None and parent is not None:
             _whole_snapshot_totals(result, run, parent)
-        result.snapshot.summary = {
-            "files_new": result.files_new,
-            "files_changed": result.files_changed,
-            "files_unmodified": result.files_unmodified,
-            "dirs": result.dirs,
-            "bytes_read": result.bytes_read,
-            "bytes_added": result.bytes_added,
-            "bytes_stored": result.bytes_stored,
-            "total_bytes": result.total_bytes,
-            "duration": round(duration, 3),
-            "errors": len(result.errors),
-            "scan": "incremental" if result.incremental else "full",
-        }
+        result.snapshot.summary = result.to_dict()
         repo.save_snapshot(result.snapshot)
         progress.phase = "done"
         return result

@@ -1,4 +1,4 @@
-"""Errors the engine raises; each carries the exit code the CLI returns for it."""
+"""Errors the engine raises; each carries the exit code the CLI returns for it, and nothing of HTTP."""
 
 from vaultwatch.errors import VaultwatchError
 
@@ -11,7 +11,6 @@ class WrongPassphraseError(EngineError):
     """No key slot opens with the given passphrase or escrow key."""
 
     exit_code = 12
-    http_status = 401
 
 
 class IntegrityError(EngineError):
@@ -23,8 +22,6 @@ class IntegrityError(EngineError):
 class SnapshotNotFoundError(EngineError):
     """No snapshot matches the given id prefix."""
 
-    http_status = 404
-
 
 class AmbiguousSnapshotError(EngineError):
     """An id prefix matches more than one snapshot."""
@@ -34,13 +31,10 @@ class RepositoryLockedError(EngineError):
     """Another process holds a lock that conflicts with the one asked for."""
 
     exit_code = 11
-    http_status = 409
 
 
 class RepositoryExistsError(EngineError):
     """init was asked to create a repository where one already exists."""
-
-    http_status = 409
 
 
 class UnsafePathError(EngineError):
@@ -53,8 +47,6 @@ class KeySlotError(EngineError):
 
 class PathNotFoundError(EngineError):
     """A path asked for does not exist in the snapshot."""
-
-    http_status = 404
 
 
 class PolicyError(EngineError):

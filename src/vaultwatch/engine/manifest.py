@@ -21,8 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vaultwatch.engine.errors import IntegrityError
+from vaultwatch.engine.snapshot import Snapshot
 
 MANIFESTS = "manifests/"
+#: The tag that names the backup set a snapshot was made for (``set:www``).
+SET_TAG_PREFIX = "set:"
 MANIFEST_VERSION = 1
 MAX_TEXT = 4096
 MAX_ITEMS = 1000
@@ -32,6 +35,14 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 def manifest_name(snapshot_id: str) -> str:
     """The store name of a snapshot's manifest."""
     return f"{MANIFESTS}{snapshot_id}"
+
+
+def backup_set_of(tags: list[str]) -> str | None:
+    """The backup set a snapshot's tags name (None for snapshots made outside the agent)."""
+    for tag in tags:
+        if tag.startswith(SET_TAG_PREFIX):
+            return tag[len(SET_TAG_PREFIX) :]
+    return None
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,20 @@ class Manifest:
     backup_set: str | None = None
     parent: str | None = None
     received: Received | None = None
+
+    @classmethod
+    def describing(cls, snapshot_id: str, snapshot: Snapshot, packs: frozenset[bytes]) -> Manifest:
+        """The manifest of a snapshot about to be stored, whose data lies in ``packs``."""
+        return cls(
+            snapshot=snapshot_id,
+            time=snapshot.time,
+            hostname=snapshot.hostname,
+            paths=list(snapshot.paths),
+            tags=list(snapshot.tags),
+            packs=[p.hex() for p in packs],
+            backup_set=backup_set_of(snapshot.tags),
+            parent=snapshot.parent,
+        )
 
     @property
     def name(self) -> str:

@@ -75,18 +75,19 @@ def short_gil_slices(interval: float = 0.0005) -> Iterator[None]:
 
 
 @contextmanager
-def rare_young_collections(local: bool, threshold: int = 100_000) -> Iterator[None]:
+def rare_young_collections(enabled: bool, threshold: int = 100_000) -> Iterator[None]:
     """Run the cyclic collector's young generation every 100,000 allocations, not 700.
 
     A backup allocates nodes, tuples and lists by the hundred thousand, nearly
     all freed by reference counting or kept to the end; every 700 the
     collector walked the young ones again (first backup 4.2-4.3 s with it
-    paused against 4.5-4.8 s, four alternating pairs). Only for a ``local``
-    repository: an HTTP request stays in a reference cycle of the client
-    library with its body, so a backup through the gateway with rare (or no)
-    young collections held every pack it sent: 235 MiB peak instead of 126.
+    paused against 4.5-4.8 s, four alternating pairs). Only when ``enabled``,
+    for a store whose calls leave no reference cycles (``leaves_no_cycles``):
+    an HTTP request stays in a reference cycle of the client library with its
+    body, so a backup through the gateway with rare (or no) young collections
+    held every pack it sent: 235 MiB peak instead of 126.
     """
-    if not local:
+    if not enabled:
         yield
         return
     previous = gc.get_threshold()

@@ -50,7 +50,6 @@ from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import Tree
 from vaultwatch.store.base import Store
 from vaultwatch.store.errors import ObjectExistsError, ObjectNotFoundError, RepositoryNotFoundError
-from vaultwatch.store.local import LocalStore
 
 FORMAT_VERSION = 1
 _TREE_CACHE_SIZE = 4096  # parsed trees kept: restores and diffs revisit them
@@ -522,10 +521,10 @@ class Repository:
         length = max(lo.offset + lo.length for lo in locs) - start
         name = pack_name(pack_id)
         store = self.store
-        buffer = _READ_BUFFERS.take(length) if isinstance(store, LocalStore) else None
+        buffer = _READ_BUFFERS.take(length) if store.reads_in_place else None
         try:
             try:
-                if buffer is not None and isinstance(store, LocalStore):
+                if buffer is not None:
                     span = buffer[: store.read_into(name, start, buffer[:length])]
                 else:
                     span = memoryview(store.get_range(name, start, length))
@@ -736,15 +735,11 @@ class BlobWriter:
             self._futures.append(future)
 
     def _upload(self, pack_id: bytes, builder: PackBuilder, data: memoryview) -> None:
-        store = self.repo.store
         try:
             with suppress(ObjectExistsError):  # same bytes, same name: already stored
-                # A local write is done with the view when put returns; other stores get
-                # their own copy, so nothing keeps the buffer once the upload is over.
-                if isinstance(store, LocalStore):
-                    store.put(pack_name(pack_id), data)
-                else:
-                    store.put(pack_name(pack_id), bytes(data))
+                # put is done with the view when it returns (a store that keeps the
+                # data copies it), so the buffer can be recycled right after.
+                self.repo.store.put(pack_name(pack_id), data)
             with self.repo.index_lock:
                 self.repo.index.add_pack(pack_id, builder.salt, builder.entries)
             write_now = None

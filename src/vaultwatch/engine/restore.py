@@ -54,7 +54,6 @@ from vaultwatch.engine.tree import (
     Tree,
     child_path,
 )
-from vaultwatch.store.local import LocalStore
 
 _ZEROS = bytes(16 * 1024 * 1024)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
@@ -66,8 +65,6 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 class RestoreTargetFullError(EngineError):
     """The restore target has no space left: restoring stopped (run it again once there is room)."""
-
-    http_status = 507
 
 
 @dataclass
@@ -109,7 +106,7 @@ def default_workers(repo: Repository) -> int:
     cores only add packs in memory (measured on 2 cores: 4 threads held 18 MiB
     more than 2 and were no faster); a remote store's latency wants four.
     """
-    if isinstance(repo.store, LocalStore):
+    if repo.store.reads_cheaply:
         return max(2, min(4, os.cpu_count() or 2))
     return 4
 
@@ -216,7 +213,7 @@ class _Restore:
         self.owner = options.owner if options.owner is not None else os.geteuid() == 0
         self.workers = options.workers or default_workers(repo)
         # A local read costs little, so each worker holds 2 MiB of a pack, not all 8.
-        self.max_span = LOCAL_SPAN if isinstance(repo.store, LocalStore) else None
+        self.max_span = LOCAL_SPAN if repo.store.reads_cheaply else None
         self.dirs = _SafeDirs(target, target_is_new)
         self.selector = PathSelector(options.includes, options.excludes)
         self.result = RestoreResult()
@@ -630,7 +627,7 @@ def restore(
     target_is_new = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     target_is_new = target_is_new or not any(target.iterdir())
-    with rare_young_collections(isinstance(repo.store, LocalStore)):
+    with rare_young_collections(repo.store.leaves_no_cycles):
         repo.load_index()
         run = _Restore(
             repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new

@@ -102,20 +102,9 @@ def backup_stdin(
             bytes_stored=writer.stored_bytes,
             total_bytes=size,
             duration=duration,
+            scan="stdin",
         )
-        snap.summary = {
-            "files_new": 1,
-            "files_changed": 0,
-            "files_unmodified": 0,
-            "dirs": 0,
-            "bytes_read": size,
-            "bytes_added": result.bytes_added,
-            "bytes_stored": result.bytes_stored,
-            "total_bytes": size,
-            "duration": round(duration, 3),
-            "errors": 0,
-            "scan": "stdin",
-        }
+        snap.summary = result.to_dict()
         repo.save_snapshot(snap)
         progress.phase = "done"
         return result

@@ -1,8 +1,8 @@
 """Errors as RFC 7807 problem details, for every failure the API can produce.
 
 Clients (the agent's GatewayStore above all) act on ``type``, not on the
-wording: each VaultwatchError subclass has its own type URI, derived from its
-class name, and its ``http_status``. The type also travels in the
+wording: each error is answered with the status and stable slug that
+``problem_types`` lists for it. The type also travels in the
 ``X-Vaultwatch-Problem`` header, because a HEAD response has no body.
 Unexpected exceptions become a 500 problem without details; the traceback
 goes to the server log only.
@@ -11,8 +11,6 @@ goes to the server log only.
 from __future__ import annotations
 
 import logging
-import re
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,26 +18,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from vaultwatch.errors import VaultwatchError
-from vaultwatch.store.errors import StoreError
-
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_HEADER = "X-Vaultwatch-Problem"
-TYPE_PREFIX = "urn:vaultwatch:problem:"
+from vaultwatch.gateway.problem_types import problem_for, status_phrase
+from vaultwatch.protocol import PROBLEM_HEADER, PROBLEM_JSON, ProblemSlug, problem_type
 
 log = logging.getLogger("vaultwatch.gateway")
 
-
-def problem_slug(exc_type: type[BaseException]) -> str:
-    """``ObjectNotFoundError`` -> ``object-not-found``."""
-    name = exc_type.__name__.removesuffix("Error") or exc_type.__name__
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
-
-
-def problem_type(slug: str) -> str:
-    """The type URI of a problem slug."""
-    return f"{TYPE_PREFIX}{slug}"
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
 
 
 def problem_response(
@@ -52,57 +39,71 @@ def problem_response(
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """A problem+json response; without a slug the type is ``about:blank`` (RFC 7807 3.1)."""
-    phrase = _phrase(status)
     body: dict[str, Any] = {
         "type": problem_type(slug) if slug else "about:blank",
-        "title": title or phrase,
+        "title": title or status_phrase(status),
         "status": status,
         "detail": detail,
     }
     if extra:
         body.update(extra)
     all_headers = dict(headers or {})
-    all_headers[PROBLEM_HEADER] = slug or "about:blank"
+    all_headers[PROBLEM_HEADER] = str(slug) if slug else "about:blank"
     return JSONResponse(body, status_code=status, headers=all_headers, media_type=PROBLEM_JSON)
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
 def status_of(exc: VaultwatchError) -> int:
-    """The HTTP status for a domain error.
-
-    A bare StoreError on the server is a fault of the storage behind the
-    gateway, not of the request, so it is a 502 the client may retry.
-    """
-    if type(exc) is StoreError:
-        return 502
-    status = int(getattr(exc, "http_status", 400))
-    return status if 400 <= status <= 599 else 500
+    """The HTTP status a domain error is answered with."""
+    return problem_for(type(exc)).status
 
 
 async def _vaultwatch_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VaultwatchError)
-    status = status_of(exc)
-    if status >= 500:
+    problem = problem_for(type(exc))
+    if problem.status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return problem_response(status, str(exc), slug=problem_slug(type(exc)), headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if problem.status == 401 else None
+    return problem_response(
+        problem.status, str(exc), slug=problem.slug, title=problem.heading, headers=headers
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
+    detail = exc.detail if isinstance(exc.detail, str) else status_phrase(exc.status_code)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.method} {request.url.path}"
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         detail = f"method {request.method} is not allowed on {request.url.path}"
-    headers = dict(exc.headers or {})
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem_response(exc.status_code, detail, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the app serves at the request's path, for a 405's ``Allow`` (RFC 9110 15.5.6).
+
+    FastAPI makes one route per method and names only the first matching
+    route's methods, which would leave out the others (``DELETE``, ``PUT`` ...
+    of an object), so each method is tried against the app's routes. Mounts
+    (static files) match every method and say nothing about the API.
+    """
+    allowed = []
+    for method in _METHODS:
+        probe = {
+            "type": "http",
+            "method": method,
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+            "query_string": b"",
+        }
+        if any(
+            not isinstance(route, Mount) and route.matches(probe)[0] is Match.FULL
+            for route in request.app.router.routes
+        ):
+            allowed.append(method)
+    return allowed
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -115,7 +116,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         422,
         f"the request is invalid: {summary}" if summary else "the request is invalid",
-        slug="invalid-request",
+        slug=ProblemSlug.INVALID_REQUEST,
         extra={"errors": errors[:50]},
     )
 
@@ -129,7 +130,7 @@ async def _catalog_unavailable(request: Request, exc: Exception) -> JSONResponse
     return problem_response(
         503,
         "the catalog database is unavailable; retry shortly",
-        slug="catalog-unavailable",
+        slug=ProblemSlug.CATALOG_UNAVAILABLE,
         headers={"Retry-After": "5"},
     )
 
@@ -137,7 +138,7 @@ async def _catalog_unavailable(request: Request, exc: Exception) -> JSONResponse
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
-        500, "the server hit an unexpected error; it has been logged", slug="internal"
+        500, "the server hit an unexpected error; it has been logged", slug=ProblemSlug.INTERNAL
     )
 
 

@@ -20,12 +20,20 @@ from vaultwatch import __version__
 from vaultwatch.catalog.enrollment import is_agent_credential_shaped
 from vaultwatch.catalog.errors import InvalidCredentialError
 from vaultwatch.gateway import schemas
-from vaultwatch.gateway.problems import PROBLEM_JSON
+from vaultwatch.gateway.problems import problem_response
 from vaultwatch.gateway.service import GatewayService, HeartbeatReport
-from vaultwatch.gateway.vault import DEFAULT_PAGE, MAX_PAGE, AgentIdentity, parse_digest
-from vaultwatch.store.base import check_name
+from vaultwatch.gateway.vault import (
+    CURSOR_REGEX,
+    DEFAULT_PAGE,
+    DIGEST_REGEX,
+    MAX_PAGE,
+    UPLOAD_NAME_REGEX,
+    AgentIdentity,
+    parse_digest,
+)
+from vaultwatch.protocol import API_PREFIX, PROBLEM_JSON
+from vaultwatch.store.base import NAME_REGEX, PREFIX_REGEX, check_name
 
-API_PREFIX = "/api/v1"
 OBJECTS = "/vault/objects"
 
 _bearer = HTTPBearer(
@@ -83,7 +91,23 @@ async def current_agent(credential: Credential, service: Service) -> AgentIdenti
 
 
 Agent = Annotated[AgentIdentity, Depends(current_agent)]
-ObjectName = Annotated[str, Path(description="Object name, e.g. data/ab/ab12… or locks/…")]
+# The name rules are published in the schema only: the vault's own checks answer a bad name
+# (400 invalid-object-name, 422 object-naming), as they always have, not FastAPI's validation.
+ObjectName = Annotated[
+    str,
+    Path(
+        description="Object name, e.g. data/ab/ab12… or locks/…",
+        json_schema_extra={"pattern": f"^{NAME_REGEX}$"},
+    ),
+]
+UploadName = Annotated[
+    str,
+    Path(
+        description="A repository object's name: config, keys/…, locks/…, data/<first 2 hex of"
+        " id>/<id>, index/<id>, snapshots/<id> or manifests/<snapshot id> (ids: 64 hex digits)",
+        json_schema_extra={"pattern": f"^(?:{UPLOAD_NAME_REGEX})$"},
+    ),
+]
 
 router = APIRouter(prefix=API_PREFIX, responses=_PROBLEMS)
 
@@ -148,8 +172,12 @@ def ca_certificate(request: Request) -> Response:
 def list_objects(
     agent: Agent,
     service: Service,
-    prefix: Annotated[str, Query(max_length=1024)] = "",
-    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    prefix: Annotated[
+        str, Query(max_length=1024, json_schema_extra={"pattern": f"^{PREFIX_REGEX}$"})
+    ] = "",
+    cursor: Annotated[
+        str | None, Query(max_length=4096, json_schema_extra={"pattern": f"^{CURSOR_REGEX}$"})
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
 ) -> schemas.ObjectList:
     """Objects whose names start with ``prefix``, sorted by name, ``limit`` at a time."""
@@ -202,7 +230,10 @@ def _parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     responses={
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "The requested range", "content": {"application/octet-stream": {}}},
-        416: {"description": "The range starts past the end of the object"},
+        416: {
+            "description": "The range starts past the end of the object",
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        },
     },
 )
 def get_object(
@@ -228,8 +259,9 @@ def get_object(
         )
     offset, length = span
     if offset >= size:
-        return Response(
-            status_code=416,
+        return problem_response(
+            416,
+            f"the range starts at byte {offset}, past the end of the object ({size} bytes)",
             headers={"Content-Range": f"bytes */{size}"},
         )
     data = vaults.read_range(agent, name, offset, length)
@@ -260,7 +292,7 @@ def get_object(
     },
 )
 async def put_object(
-    name: ObjectName,
+    name: UploadName,
     request: Request,
     agent: Agent,
     service: Service,
@@ -270,6 +302,7 @@ async def put_object(
             alias="X-Content-Blake3",
             description="BLAKE3 of the body, 64 hex digits",
             max_length=200,
+            json_schema_extra={"pattern": f"^{DIGEST_REGEX}$"},
         ),
     ],
     overwrite: Annotated[

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
-from vaultwatch.catalog import BackupMode, JobKind, JobState
+from vaultwatch.catalog import BackupMode, JobKind
 from vaultwatch.catalog.agent_reports import JobReport, ReportedBackupSet, ReportedSnapshot
 from vaultwatch.engine.errors import PolicyError
-from vaultwatch.engine.retention import RetentionPolicy
+from vaultwatch.engine.retention import DOCUMENT_KEYS, RetentionPolicy
+from vaultwatch.job_states import JobState
 
 
 def _storable(value: str) -> str:
@@ -29,6 +39,13 @@ def _storable(value: str) -> str:
     return value
 
 
+def _text_time(value: Any) -> Any:
+    """Times arrive as RFC 3339 text, as the schema says; pydantic would take a number as epoch seconds."""
+    if not isinstance(value, str):
+        raise ValueError("must be a date-time string such as 2024-05-01T12:00:00Z")
+    return value
+
+
 def _plausible_time(value: datetime) -> datetime:
     """Times from agents' clocks, within a range every engine and time zone can store."""
     if not 1970 <= value.year <= 9000:
@@ -37,24 +54,43 @@ def _plausible_time(value: datetime) -> datetime:
 
 
 _STORABLE = AfterValidator(_storable)
-Str64 = Annotated[str, StringConstraints(min_length=1, max_length=64), _STORABLE]
-Str100 = Annotated[str, StringConstraints(min_length=1, max_length=100), _STORABLE]
-Str200 = Annotated[str, StringConstraints(min_length=1, max_length=200), _STORABLE]
-Str500 = Annotated[str, StringConstraints(max_length=500), _STORABLE]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=255), _STORABLE]
-Path = Annotated[str, StringConstraints(min_length=1, max_length=4096), _STORABLE]
-Message = Annotated[str, StringConstraints(max_length=4096), _STORABLE]
-Count = Annotated[int, Field(ge=0, le=2**62)]
+#: "No NUL" in the schema of every text field (lone surrogates are not Unicode, so no JSON a
+#: validator reads can hold them; ``_storable`` refuses them all the same).
+_NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+Str64 = Annotated[str, StringConstraints(min_length=1, max_length=64), _STORABLE, _NO_NUL]
+Str100 = Annotated[str, StringConstraints(min_length=1, max_length=100), _STORABLE, _NO_NUL]
+Str200 = Annotated[str, StringConstraints(min_length=1, max_length=200), _STORABLE, _NO_NUL]
+Str500 = Annotated[str, StringConstraints(max_length=500), _STORABLE, _NO_NUL]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=255), _STORABLE, _NO_NUL]
+Path = Annotated[str, StringConstraints(min_length=1, max_length=4096), _STORABLE, _NO_NUL]
+Message = Annotated[str, StringConstraints(max_length=4096), _STORABLE, _NO_NUL]
+
+
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema has it: a number without a fraction (``5`` or ``5.0``).
+
+    Pydantic would also take ``false`` as 0 and ``"5"`` as 5; the schema does not.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+# Numbers and booleans are as the published schema says (integer, number, boolean):
+# pydantic would otherwise take ``false`` as 0, ``1`` as true and ``"5"`` as 5.
+_INTEGER = BeforeValidator(_json_integer)
+#: Counts and sizes stop at the largest integer every JSON parser reads exactly (2**53 - 1):
+#: above it a validator working in doubles cannot tell the limit from the number past it.
+Count = Annotated[int, Field(ge=0, le=2**53 - 1), _INTEGER]
+Int31 = Annotated[int, Field(ge=0, le=2**31 - 1), _INTEGER]
+Flag = Annotated[bool, Field(strict=True)]
 HexId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Time = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
-
-AgentJobState = Literal[
-    "queued", "running", "waiting_for_network", "succeeded", "partial", "unchanged", "failed",
-    "interrupted", "cancelled",
-]  # fmt: skip
-
-#: The agent's states as the catalog stores them: one for one.
-AGENT_STATES: dict[str, JobState] = {state: JobState(state) for state in get_args(AgentJobState)}
+Time = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_time),
+    AfterValidator(_plausible_time),
+    Field(json_schema_extra={"pattern": "^(?:19[7-9][0-9]|[2-8][0-9]{3}|9000)-"}),
+]
 
 
 class Strict(BaseModel):
@@ -118,23 +154,67 @@ class PutResponse(BaseModel):
 
 
 def _policy_document(value: Any) -> dict[str, Any]:
-    """A retention policy document in the engine's grammar, normalised."""
+    """A retention policy document in the engine's grammar, normalised.
+
+    A count written ``5.0`` is the integer JSON Schema says it is.
+    """
+    counts = {
+        name: int(rule) if isinstance(rule, float) and rule.is_integer() else rule
+        for name, rule in value.items()
+    }
     try:
-        return RetentionPolicy.from_document(value).to_document()
+        return RetentionPolicy.from_document(counts).to_document()
     except PolicyError as exc:
         raise ValueError(str(exc)) from None
 
 
-RetentionDocument = Annotated[dict[str, Any], AfterValidator(_policy_document)]
+_COUNT_RULES = DOCUMENT_KEYS[1:]
+_WITHIN = "".join(f"(?:[1-9][0-9]*{unit})?" for unit in ("y", "mo", "w", "d", "h"))
+#: The policy document as the schema states it. ``within`` is published in its usual form
+#: (units in this order, no zeros); the engine also reads spaces, capitals and any order.
+RETENTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Keep rules (counts: -1 is unlimited); at least one must keep something",
+    "properties": {
+        "within": {
+            "anyOf": [
+                {"type": "string", "minLength": 2, "pattern": f"^{_WITHIN}$"},
+                {"type": "null"},
+            ]
+        },
+        **{name: {"type": "integer", "minimum": -1} for name in _COUNT_RULES},
+    },
+    "additionalProperties": False,
+    "anyOf": [
+        {"required": ["within"], "properties": {"within": {"type": "string"}}},
+        *(
+            {"required": [name], "properties": {name: {"not": {"const": 0}}}}
+            for name in _COUNT_RULES
+        ),
+    ],
+}
+RetentionDocument = Annotated[
+    dict[str, Any], AfterValidator(_policy_document), WithJsonSchema(RETENTION_SCHEMA)
+]
 
 
 class BackupSetIn(Strict):
     """A backup set as the agent's configuration defines it."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # a scheduled set needs its schedule
+            "anyOf": [
+                {"properties": {"mode": {"not": {"const": BackupMode.SCHEDULED.value}}}},
+                {"required": ["schedule"], "properties": {"schedule": {"type": "string"}}},
+            ]
+        },
+    )
+
     name: Str200
     paths: Annotated[list[Path], Field(min_length=1, max_length=1000)]
     mode: BackupMode
-    rpo_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
+    rpo_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400), _INTEGER]
     schedule: Str100 | None = None
     excludes: Annotated[list[Path], Field(max_length=1000)] = []
     retention: RetentionDocument | None = None
@@ -160,7 +240,18 @@ class HeartbeatRequest(Strict):
     hostname: Text
     platform: Str200
     free_disk_bytes: Count | None = None
-    gateways: Annotated[dict[Str500, bool], Field(max_length=32)] = {}
+    gateways: Annotated[
+        dict[Str500, Flag],
+        Field(max_length=32),
+        WithJsonSchema(  # pydantic would state the key rules as patternProperties
+            {
+                "type": "object",
+                "maxProperties": 32,
+                "propertyNames": {"maxLength": 500, "pattern": "^[^\\x00]*$"},
+                "additionalProperties": {"type": "boolean"},
+            }
+        ),
+    ] = {}
     backup_sets: Annotated[list[BackupSetIn], Field(max_length=200)] = []
 
 
@@ -218,15 +309,15 @@ class JobReportIn(Strict):
 
     backup_set: Str200 | None = None
     kind: JobKind
-    state: AgentJobState
+    state: JobState
     bytes_done: Count = 0
     bytes_total: Count | None = None
     files_done: Count = 0
     files_total: Count | None = None
-    rate: Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)] | None = None
-    eta_seconds: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    rate: Annotated[float, Field(strict=True, ge=0, le=1e15, allow_inf_nan=False)] | None = None
+    eta_seconds: Int31 | None = None
     errors: Annotated[list[ErrorItem], Field(max_length=1000)] = []
-    error_count: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    error_count: Int31 | None = None
     snapshot: SnapshotIn | None = None
     phase: Str200 | None = None
     current_file: Path | None = None
@@ -240,7 +331,7 @@ class JobReportIn(Strict):
         ]
         return JobReport(
             kind=self.kind,
-            state=AGENT_STATES[self.state],
+            state=self.state,
             backup_set=self.backup_set,
             bytes_done=self.bytes_done,
             bytes_total=self.bytes_total,

@@ -23,8 +23,6 @@ there without touching the uploads of its live sibling workers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -52,18 +50,20 @@ from vaultwatch.catalog.vaults import get_tenant_vault, record_vault_id, registe
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.gateway import manifests
 from vaultwatch.server_config import ServerSettings
-from vaultwatch.store.base import Store, StoredObject, check_name, check_prefix
+from vaultwatch.store.base import NAME_REGEX, Store, StoredObject, check_name, check_prefix
 from vaultwatch.store.errors import (
     ObjectExistsError,
     RepositoryNotFoundError,
     StorePermissionError,
 )
-from vaultwatch.store.local import LocalStore
 from vaultwatch.store.url import open_store
 
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_REGEX = "[0-9a-fA-F]{64}"
+"""An ``X-Content-Blake3`` value: the body's BLAKE3, 64 hex digits of either case."""
+_DIGEST = re.compile(DIGEST_REGEX)
 _HEX_ID = re.compile(r"^[0-9a-f]{8,64}$")
 _DATA = re.compile(r"^data/([0-9a-f]{2})/([0-9a-f]{64})$")
 _TOP_LEVEL = ("keys/", "locks/", "data/", "index/", "snapshots/", "manifests/")
@@ -79,25 +79,17 @@ log = logging.getLogger("vaultwatch.gateway.vault")
 class UploadTooLargeError(VaultwatchError):
     """The upload is larger than this gateway accepts for one object."""
 
-    http_status = 413
-
 
 class ContentMismatchError(VaultwatchError):
     """The upload does not hash to what the client declared, or to the object's name."""
-
-    http_status = 422
 
 
 class ObjectNamingError(VaultwatchError):
     """The name does not fit the repository layout (unknown kind, or not named by its id)."""
 
-    http_status = 422
-
 
 class InvalidCursorError(VaultwatchError):
-    """The listing cursor was not made by this API."""
-
-    http_status = 400
+    """The listing cursor is not of the form this API makes (its schema publishes it)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +120,13 @@ class ListingPage:
 def is_lock(name: str) -> bool:
     """Whether agents may overwrite and delete this object."""
     return name.startswith("locks/")
+
+
+UPLOAD_NAME_REGEX = (
+    rf"config|(?:keys|locks)/{NAME_REGEX}|data/([0-9a-f]{{2}})/\1[0-9a-f]{{62}}"
+    r"|(?:index|snapshots|manifests)/[0-9a-f]{64}"
+)
+"""The names an agent may upload (``check_layout`` and ``expected_content_id``), as a regex."""
 
 
 def check_layout(name: str) -> str:
@@ -164,31 +163,33 @@ def parse_digest(value: str | None) -> str:
     """The declared X-Content-Blake3 as lower-case hex (64 digits), or an error."""
     if value is None:
         raise ContentMismatchError("the X-Content-Blake3 header is required on uploads")
-    value = value.strip().lower()
-    if not _HEX64.match(value):
+    if not _DIGEST.fullmatch(value):
         raise ContentMismatchError(
             "X-Content-Blake3 must be 64 hex digits (the BLAKE3 of the body)"
         )
-    return value
+    return value.lower()
+
+
+CURSOR_REGEX = r"(?:[0-9a-f]{16}:[\s\S]*)?"
+"""A listing cursor as the schema publishes it (empty is the first page).
+
+Opaque to clients, but of a form a schema can state: any listing id (an
+unknown or expired one is listed again) and any last name resume a listing.
+"""
+_CURSOR = re.compile(r"([0-9a-f]{16}):(.*)", re.DOTALL)
 
 
 def encode_cursor(listing_id: str, after: str) -> str:
-    """An opaque cursor: which cached listing, and the last name returned."""
-    raw = json.dumps({"l": listing_id, "a": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """An opaque cursor: which cached listing (16 hex digits), and the last name returned."""
+    return f"{listing_id}:{after}"
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
-    """(listing id, last name) of a cursor; InvalidCursorError when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        doc = json.loads(raw)
-        listing_id, after = doc["l"], doc["a"]
-        if not isinstance(listing_id, str) or not isinstance(after, str):
-            raise TypeError
-        return listing_id, after
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursorError("invalid listing cursor") from None
+    """(listing id, last name) of a cursor; InvalidCursorError when it is not of our form."""
+    m = _CURSOR.fullmatch(cursor)
+    if m is None:
+        raise InvalidCursorError("invalid listing cursor")
+    return m.group(1), m.group(2)
 
 
 def process_spool(root: Path) -> Path:
@@ -525,12 +526,13 @@ class VaultAccess:
         replace = overwrite and is_lock(name)
         if manifests.snapshot_of(name) is not None:
             return self._store_manifest(identity, store, name, spooled)
+        manifests.require_manifest(store, name)
         with self._put_slots:
             try:
-                if isinstance(store, LocalStore) and not replace:
-                    store.put_file(name, spooled)  # linked into place: written once, not twice
+                if replace:
+                    store.put(name, spooled.read_bytes(), overwrite=True)
                 else:
-                    store.put(name, spooled.read_bytes(), overwrite=replace)
+                    store.put_file(name, spooled)  # a local vault links it: written once
             except ObjectExistsError:
                 raise ObjectExistsError(
                     f"object {name!r} already exists; agents cannot replace objects"

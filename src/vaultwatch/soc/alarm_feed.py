@@ -7,7 +7,11 @@ transaction that started before a poll may commit after it with earlier
 timestamps, so each poll looks back `OVERLAP` before the mark and drops what
 it already sent (by id and version): nothing is missed and little is sent
 twice. A client that reconnects with its last mark gets every change since
-(repeats are harmless: a row is replaced by its newer self).
+(repeats are harmless: a row is replaced by its newer self). When more
+changed than one poll sends (a storm, or the overlap after one), a client
+showing one page of alarms is better sent that page afresh than thousands
+of changes it will never show: `behind` says so, and `skip_to` starts the
+feed again from the moment of that page.
 """
 
 from __future__ import annotations
@@ -111,6 +115,23 @@ class AlarmFeed:
     limit: int = MAX_CHANGES
     sent: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     _after: tuple[datetime, int] | None = None
+    _backlog: bool = False
+
+    @property
+    def behind(self) -> bool:
+        """Whether the last poll stopped at its limit with nothing the client had seen.
+
+        A backlog, not a storm the client keeps up with: during a storm most of
+        each poll is the overlap window again (already sent, so not fresh).
+        """
+        return self._backlog
+
+    def skip_to(self, mark: datetime) -> None:
+        """Start again from `mark`: the client was sent the whole current state instead."""
+        self.mark = _aware(mark)
+        self._after = None
+        self._backlog = False
+        self.sent = {}
 
     def poll(self, session: Session) -> Sequence[AlarmChange]:
         """The changes since the last poll that were not sent yet; advances the mark."""
@@ -118,6 +139,7 @@ class AlarmFeed:
         since = self.mark - OVERLAP
         changes = alarm_changes(session, since, self.flt, after=self._after, limit=self.limit)
         fresh = [c for c in changes if self.sent.get(c.alarm.id) != c.version]
+        self._backlog = len(changes) == self.limit and len(fresh) == len(changes)
         for change in fresh:
             self.sent[change.alarm.id] = change.version
         if changes:

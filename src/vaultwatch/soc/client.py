@@ -31,7 +31,8 @@ from vaultwatch.catalog.soc_models import (
     SupportCase,
 )
 from vaultwatch.errors import VaultwatchError
-from vaultwatch.gateway.routes import API_PREFIX
+from vaultwatch.gateway.problems import status_of
+from vaultwatch.protocol import API_PREFIX
 from vaultwatch.server_config import ServerSettings, load_settings
 from vaultwatch.soc import (
     alarm_list,
@@ -697,11 +698,12 @@ def _parse_enum(kind: type[_E], text: str | None) -> _E | None:
 
 
 def _as_client_error(exc: VaultwatchError) -> SocClientError:
-    if exc.http_status == 404:
+    status = status_of(exc)
+    if status == 404:
         return SocNotFoundError(f"not found: {exc}")
-    if exc.http_status in (401, 403):
+    if status in (401, 403):
         return SocAuthError(str(exc))
-    if exc.http_status in (400, 409, 422):
+    if status in (400, 409, 422):
         return SocRequestError(str(exc))
     return SocClientError(str(exc))
 

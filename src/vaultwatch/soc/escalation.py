@@ -39,6 +39,7 @@ from vaultwatch.catalog.soc_models import (
     Severity,
 )
 from vaultwatch.catalog.users import normalize_email
+from vaultwatch.protocol import API_PREFIX
 from vaultwatch.soc.events import clean_text
 from vaultwatch.soc.notify.outbox import queue_notification
 from vaultwatch.soc.notify.webhook import check_webhook_url
@@ -268,7 +269,7 @@ def _page_text(incident: Incident, level: int, round_: int) -> tuple[str, str]:
         f"Escalation level {level}, round {round_ + 1}.\n"
         f"{'Crisis: many tenants are affected.' + chr(10) if incident.crisis else ''}\n"
         "Acknowledge it in the console or with "
-        f"POST /api/v1/incidents/{incident.id}/ack to stop the paging.\n"
+        f"POST {API_PREFIX}/incidents/{incident.id}/ack to stop the paging.\n"
     )
     return subject, body
 

@@ -29,7 +29,16 @@ from urllib.parse import quote, urlsplit
 import blake3
 import httpx
 
-from vaultwatch.store.base import StoredObject, check_name, check_prefix
+from vaultwatch.backoff import full_jitter
+from vaultwatch.job_states import JobState
+from vaultwatch.protocol import API_PREFIX, PROBLEM_HEADER, PROBLEM_JSON, ProblemSlug, slug_of_type
+from vaultwatch.store.base import (
+    StoredObject,
+    check_name,
+    check_prefix,
+    holds_any_object,
+    read_into_by_range,
+)
 from vaultwatch.store.errors import (
     InvalidObjectNameError,
     InvalidStoreURLError,
@@ -41,15 +50,11 @@ from vaultwatch.store.errors import (
     StorePermissionError,
     StoreUnavailableError,
 )
+from vaultwatch.store.url import GATEWAY_SCHEME
 
 CREDENTIAL_ENV = "VAULTWATCH_AGENT_CREDENTIAL"
 CA_CERT_ENV = "VAULTWATCH_CA_CERT"
-SCHEME = "vw+https"
-API = "/api/v1"
-PROBLEM_HEADER = "x-vaultwatch-problem"
-
-STATE_RUNNING = "running"
-STATE_WAITING = "waiting_for_network"
+SCHEME = GATEWAY_SCHEME
 
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -76,8 +81,7 @@ class RetryPolicy:
 
     def delay(self, round_: int) -> float:
         """The pause before the next round of attempts."""
-        bound = min(self.max_delay, self.base_delay * (2 ** min(round_, 30)))
-        return self.rng.uniform(0, bound)
+        return full_jitter(round_, self.base_delay, self.max_delay, self.rng.random)
 
 
 class _Ambiguous(Exception):
@@ -183,8 +187,27 @@ class GatewayStore:
 
     # -- Store protocol ----------------------------------------------------------------------
 
-    def put(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
-        """Upload with the content's BLAKE3; the gateway verifies it before storing."""
+    @property
+    def reads_cheaply(self) -> bool:
+        """Every read is a request to a gateway."""
+        return False
+
+    @property
+    def reads_in_place(self) -> bool:
+        """httpx returns each body as new bytes."""
+        return False
+
+    @property
+    def leaves_no_cycles(self) -> bool:
+        """An httpx request stays in a reference cycle with its body."""
+        return False
+
+    def put(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
+        """Upload with the content's BLAKE3; the gateway verifies it before storing.
+
+        A view is copied first: retries and the HTTP client hold the body after the call.
+        """
+        data = bytes(data)
         check_name(name)
         digest = blake3.blake3(data).hexdigest()
         headers = {"X-Content-Blake3": digest, "Content-Type": "application/octet-stream"}
@@ -201,6 +224,10 @@ class GatewayStore:
         if response.status_code == 409 and retried and self._same_content(name, data):
             return  # an earlier attempt landed before its answer was lost
         raise self._error(response, name, "writing")
+
+    def put_file(self, name: str, source: Path) -> None:
+        """Upload the file's bytes, create-only."""
+        self.put(name, source.read_bytes())
 
     def get(self, name: str) -> bytes:
         """The whole object."""
@@ -233,6 +260,10 @@ class GatewayStore:
         if response.status_code == 416:
             return b""
         raise self._error(response, name, "reading")
+
+    def read_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """A range read copied into ``buffer``."""
+        return read_into_by_range(self, name, offset, buffer)
 
     def exists(self, name: str) -> bool:
         """HEAD the object."""
@@ -267,7 +298,7 @@ class GatewayStore:
                 params["cursor"] = cursor
 
             def attempt(base: str, params: dict[str, Any] = params) -> httpx.Response:
-                return self._client.get(f"{base}{API}/vault/objects", params=params)
+                return self._client.get(f"{base}{API_PREFIX}/vault/objects", params=params)
 
             response, _ = self._request(attempt, None, "listing")
             if response.status_code != 200:
@@ -293,10 +324,14 @@ class GatewayStore:
         if (
             response.status_code == 404
             and retried
-            and self._problem(response) != "repository-not-found"
+            and self._problem(response) != ProblemSlug.REPOSITORY_NOT_FOUND
         ):
             return  # an earlier attempt deleted it before its answer was lost
         raise self._error(response, name, "deleting")
+
+    def holds_anything(self) -> bool:
+        """Whether the vault holds any object."""
+        return holds_any_object(self)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -305,7 +340,7 @@ class GatewayStore:
     # -- helpers -----------------------------------------------------------------------------
 
     def _object_url(self, base: str, name: str) -> str:
-        return f"{base}{API}/vault/objects/{quote(name, safe='/')}"
+        return f"{base}{API_PREFIX}/vault/objects/{quote(name, safe='/')}"
 
     def _head(self, name: str) -> httpx.Response:
         return self._request(
@@ -325,7 +360,7 @@ class GatewayStore:
             self._waiting = waiting
         callback = self.retry.on_state
         if callback is not None:
-            callback(STATE_WAITING if waiting else STATE_RUNNING)
+            callback(JobState.WAITING_FOR_NETWORK if waiting else JobState.RUNNING)
 
     def _request(
         self,
@@ -380,11 +415,9 @@ class GatewayStore:
 
     def _problem(self, response: httpx.Response) -> str:
         slug = response.headers.get(PROBLEM_HEADER, "")
-        if not slug and response.headers.get("content-type", "").startswith(
-            "application/problem+json"
-        ):
+        if not slug and response.headers.get("content-type", "").startswith(PROBLEM_JSON):
             try:
-                slug = str(response.json().get("type", "")).rpartition(":")[2]
+                slug = slug_of_type(str(response.json().get("type", "")))
             except ValueError:
                 slug = ""
         return str(slug)
@@ -402,13 +435,13 @@ class GatewayStore:
         what = f"object {name!r}" if name is not None else "the vault"
         where = self.location
         reason = detail or f"HTTP {status}"
-        if slug == "repository-not-found":
+        if slug == ProblemSlug.REPOSITORY_NOT_FOUND:
             return RepositoryNotFoundError(f"no repository at {where}: {reason}")
         if status == 404:
             return ObjectNotFoundError(f"object {name!r} not found in {where}")
         if status == 409:
             return ObjectExistsError(f"object {name!r} already exists in {where}")
-        if status == 400 and slug == "invalid-object-name":
+        if status == 400 and slug == ProblemSlug.INVALID_OBJECT_NAME:
             return InvalidObjectNameError(reason)
         if status in (401, 403):
             return StorePermissionError(f"permission denied {action} {what} in {where}: {reason}")

@@ -50,6 +50,21 @@ class LocalStore:
         """The absolute path of the repository directory."""
         return str(self._root)
 
+    @property
+    def reads_cheaply(self) -> bool:
+        """A read is a pread on a local (or mounted) file system."""
+        return True
+
+    @property
+    def reads_in_place(self) -> bool:
+        """``read_into`` is a preadv straight into the caller's buffer."""
+        return True
+
+    @property
+    def leaves_no_cycles(self) -> bool:
+        """Every call is plain system calls: nothing of its data outlives it."""
+        return True
+
     def __repr__(self) -> str:
         return f"LocalStore({self.location!r})"
 
@@ -268,6 +283,13 @@ class LocalStore:
             _fsync_dir(path.parent)
         except OSError as exc:
             raise self._error(exc, name, "deleting") from None
+
+    def holds_anything(self) -> bool:
+        """Whether the directory holds any file at all, objects or not (a missing one holds none)."""
+        try:
+            return self._root.is_dir() and any(self._root.iterdir())
+        except OSError as exc:
+            raise self._error(exc, None, "listing") from None
 
     def close(self) -> None:
         """Nothing to release: every call opens and closes its own handles."""

@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -32,7 +33,14 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from vaultwatch.store.base import TEMP_PREFIX, StoredObject, check_name, check_prefix
+from vaultwatch.store.base import (
+    TEMP_PREFIX,
+    StoredObject,
+    check_name,
+    check_prefix,
+    holds_any_object,
+    read_into_by_range,
+)
 from vaultwatch.store.errors import (
     InvalidObjectNameError,
     InvalidStoreURLError,
@@ -242,6 +250,21 @@ class S3Store:
         tail = f"/{self._prefix}" if self._prefix else ""
         return f"s3:{endpoint}/{self._bucket}{tail}"
 
+    @property
+    def reads_cheaply(self) -> bool:
+        """Every read is a request over the network."""
+        return False
+
+    @property
+    def reads_in_place(self) -> bool:
+        """botocore returns each body as new bytes."""
+        return False
+
+    @property
+    def leaves_no_cycles(self) -> bool:
+        """An HTTP request can stay in a reference cycle with its body."""
+        return False
+
     def __repr__(self) -> str:
         return f"S3Store({self.location!r})"
 
@@ -291,8 +314,12 @@ class S3Store:
 
     # -- Store protocol ----------------------------------------------------------------------
 
-    def put(self, name: str, data: bytes, *, overwrite: bool = False) -> None:
-        """Upload with Content-MD5; create-only unless ``overwrite`` (see the class docstring)."""
+    def put(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
+        """Upload with Content-MD5; create-only unless ``overwrite`` (see the class docstring).
+
+        A view is copied first: the HTTP client may hold the body after the call.
+        """
+        data = bytes(data)
         key = self._key(name)
         digest = hashlib.md5(data, usedforsecurity=False).digest()
         md5 = base64.b64encode(digest).decode("ascii")
@@ -347,6 +374,14 @@ class S3Store:
             data = data[offset : offset + length]  # the server ignored Range and sent it all
         return data
 
+    def put_file(self, name: str, source: Path) -> None:
+        """Upload the file's bytes, create-only."""
+        self.put(name, source.read_bytes())
+
+    def read_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """A range read copied into ``buffer``."""
+        return read_into_by_range(self, name, offset, buffer)
+
     def exists(self, name: str) -> bool:
         """HEAD the object; a missing bucket also reads as "no such object" here."""
         key = self._key(name)
@@ -388,6 +423,10 @@ class S3Store:
         self._head(name, key)
         with self._mapped(name, "deleting"):
             self._client.delete_object(Bucket=self._bucket, Key=key)
+
+    def holds_anything(self) -> bool:
+        """Whether any object is under the prefix."""
+        return holds_any_object(self)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -39,6 +39,10 @@ def _open_local(rest: str, create: bool) -> Store:
     return store
 
 
+#: A tenant's vault behind a gateway: ``vw+https://HOST:PORT[,HOST2:PORT2]``.
+GATEWAY_SCHEME = "vw+https"
+
+
 def _open_gateway(rest: str, create: bool) -> Store:
     # Imported here: httpx is not needed by the many commands that use a local vault.
     from vaultwatch.store.http import open_gateway_url
@@ -107,9 +111,19 @@ STORE_OPENERS: dict[str, Opener] = {
     "s3": _open_s3,
     # Agents reaching their vault through a gateway: vw+https://HOST:PORT[,HOST2:PORT2]
     # (credential and CA file from VAULTWATCH_AGENT_CREDENTIAL and VAULTWATCH_CA_CERT).
-    "vw+https": _open_gateway,
+    GATEWAY_SCHEME: _open_gateway,
 }
 """Scheme (the text before the first ``:``) -> opener. Anything else is a local path."""
+
+
+def names_managed_vault(url: str) -> bool:
+    """Whether ``url`` reaches a tenant's vault through a gateway, where the service applies retention.
+
+    Whoever writes snapshots there must write their reference manifests too
+    (:class:`vaultwatch.engine.managed.ManagedRepository`).
+    """
+    scheme, colon, _ = url.partition(":")
+    return bool(colon) and scheme == GATEWAY_SCHEME
 
 
 def open_store(url: str, *, create: bool = False) -> Store:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Form, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from vaultwatch.catalog import Catalog
@@ -496,6 +497,8 @@ class _Stream:
         """One poll of the feed as an SSE event (None when nothing changed)."""
         with scoped_session(self.catalog, self.principal) as session:
             changes = self.feed.poll(session)
+            if self.feed.behind:
+                return self._fresh_page(session)
             if not changes:
                 return None
             counts = alarm_list.severity_counts(
@@ -508,11 +511,36 @@ class _Stream:
                     "severity": Severity(c.alarm.severity).label,
                     "node": c.alarm.node,
                     "summary": c.alarm.summary,
+                    "key": sort_key(c.alarm, self.view.sort) if c.matches else None,
                     "html": row_html(c.alarm, self.view, self.csrf_token) if c.matches else "",
                 }
                 for c in changes
             ]
         return sse("alarms", {"changes": items, "counts": counts}, self.feed.mark.isoformat())
+
+    def _fresh_page(self, session: Session) -> str:
+        """The view's first page as it is now, instead of a backlog of changes."""
+        now = database_now(session)
+        page = alarm_list.list_alarms(
+            session, self.view.alarm_filter(), sort=self.view.sort, limit=PAGE_SIZE, with_total=True
+        )
+        counts = alarm_list.severity_counts(session, self.view.alarm_filter(with_severity=False))
+        self.feed.skip_to(now)
+        data = {
+            "rows": [
+                {
+                    "id": a.id,
+                    "severity": Severity(a.severity).label,
+                    "node": a.node,
+                    "summary": a.summary,
+                    "html": row_html(a, self.view, self.csrf_token),
+                }
+                for a in page.items
+            ],
+            "total": page.total,
+            "counts": counts,
+        }
+        return sse("page", data, self.feed.mark.isoformat())
 
     def events(self, request: Request) -> AsyncIterator[str]:
         """The live stream of this page."""

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.gateway.problems import status_of
-from vaultwatch.gateway.routes import API_PREFIX
+from vaultwatch.protocol import API_PREFIX
 from vaultwatch.web.render import render
 from vaultwatch.web.sessions import LoginRequiredError, home_of, login_url
 

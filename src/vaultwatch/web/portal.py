@@ -30,8 +30,8 @@ from vaultwatch.catalog.enrollment import create_enrollment_token
 from vaultwatch.catalog.errors import ValidationError
 from vaultwatch.catalog.models import Tenant
 from vaultwatch.catalog.users import UserExistsError, create_user
-from vaultwatch.gateway.routes import API_PREFIX
 from vaultwatch.gateway.tls import fingerprint
+from vaultwatch.protocol import API_PREFIX
 from vaultwatch.soc import cases, customer_updates, portal, status, timeline
 from vaultwatch.soc.api.auth import catalog_of, token_key_of
 from vaultwatch.soc.apikeys import ForbiddenError, Principal

@@ -7,7 +7,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from tests.cli.conftest import Cli
+from tests.cli.conftest import Cli, messages, summary_of
 
 
 def test_backup_summary_and_second_run_reads_nothing(cli: Cli, repo: Path, data: Path) -> None:
@@ -83,6 +83,49 @@ def test_json_streams_status_lines_then_one_summary(cli: Cli, repo: Path, data: 
     start = datetime.fromisoformat(summary["backup_start"])
     end = datetime.fromisoformat(summary["backup_end"])
     assert start.tzinfo is not None and start <= end
+
+
+#: The summary line's fields (restic's names, then the snapshot's own): scripts read them.
+SUMMARY_FIELDS = {
+    "message_type", "dry_run", "snapshot_id", "short_id", "parent", "paths", "hostname", "tags",
+    "files_new", "files_changed", "files_unmodified", "dirs", "data_added", "data_added_packed",
+    "total_files_processed", "total_bytes_processed", "total_duration", "backup_start",
+    "backup_end", "bytes_read", "bytes_added", "bytes_stored", "total_bytes", "duration",
+    "errors", "warnings",
+}  # fmt: skip
+
+#: Each summary field with a count -> the engine's summary key it comes from.
+FROM_ENGINE = {
+    "files_new": "files_new",
+    "files_changed": "files_changed",
+    "files_unmodified": "files_unmodified",
+    "dirs": "dirs",
+    "data_added": "bytes_added",
+    "data_added_packed": "bytes_stored",
+    "total_files_processed": "files_total",
+    "total_bytes_processed": "total_bytes",
+    "total_duration": "duration",
+    "bytes_read": "bytes_read",
+    "bytes_added": "bytes_added",
+    "bytes_stored": "bytes_stored",
+    "total_bytes": "total_bytes",
+    "duration": "duration",
+}
+
+
+def test_a_partial_backups_summary_line_is_the_snapshots_summary(
+    cli: Cli, repo: Path, data: Path, unreadable_file: str
+) -> None:
+    result = cli("repo", "backup", "-r", repo, data, unreadable_file, "--json")
+    assert result.exit_code == 3  # written, but incomplete
+    summary = summary_of(messages(result.stdout))
+    assert set(summary) == SUMMARY_FIELDS
+    (snap,) = cli.json("repo", "snapshots", "-r", repo)
+    recorded = snap["summary"]  # BackupResult.to_dict(), as the snapshot keeps it
+    assert {k: summary[k] for k in FROM_ENGINE} == {k: recorded[v] for k, v in FROM_ENGINE.items()}
+    assert (recorded["files_total"], recorded["files_unreadable"], recorded["errors"]) == (3, 1, 1)
+    assert [e["path"] for e in summary["errors"]] == [unreadable_file]
+    assert summary["snapshot_id"] == snap["id"]
 
 
 def test_files_from_lists_paths_and_globs(cli: Cli, repo: Path, data: Path, tmp_path: Path) -> None:

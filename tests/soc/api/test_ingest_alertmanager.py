@@ -36,7 +36,7 @@ from vaultwatch.catalog import Catalog, Role
 from vaultwatch.catalog.soc_models import Alarm, EventSource, Severity
 from vaultwatch.catalog.tenants import create_tenant
 from vaultwatch.catalog.users import create_user
-from vaultwatch.gateway.routes import API_PREFIX
+from vaultwatch.protocol import API_PREFIX
 from vaultwatch.server import init_server
 from vaultwatch.soc.apikeys import create_api_key
 from vaultwatch.soc.ingest.alertmanager import MAX_ALERTS, STARTS_AT

@@ -186,9 +186,13 @@ def backup_cmd(
 
 
 def summary_doc(result: BackupResult, started: datetime) -> dict[str, Any]:
-    """The closing ``summary`` line: restic's field names, and the snapshot's own."""
+    """The closing ``summary`` line: restic's field names, and the snapshot's own.
+
+    Every count is the engine's summary (``BackupResult.to_dict``), under
+    restic's name where restic has one; errors and warnings are listed.
+    """
     snap = result.snapshot
-    files = result.files_new + result.files_changed + result.files_unmodified
+    summary = result.to_dict()
     return {
         "message_type": "summary",
         "dry_run": False,
@@ -198,29 +202,29 @@ def summary_doc(result: BackupResult, started: datetime) -> dict[str, Any]:
         "paths": snap.paths,
         "hostname": snap.hostname,
         "tags": snap.tags,
-        "files_new": result.files_new,
-        "files_changed": result.files_changed,
-        "files_unmodified": result.files_unmodified,
-        "dirs": result.dirs,
-        "data_added": result.bytes_added,
-        "data_added_packed": result.bytes_stored,
-        "total_files_processed": files,
-        "total_bytes_processed": result.total_bytes,
-        "total_duration": round(result.duration, 3),
+        "files_new": summary["files_new"],
+        "files_changed": summary["files_changed"],
+        "files_unmodified": summary["files_unmodified"],
+        "dirs": summary["dirs"],
+        "data_added": summary["bytes_added"],
+        "data_added_packed": summary["bytes_stored"],
+        "total_files_processed": summary["files_total"],
+        "total_bytes_processed": summary["total_bytes"],
+        "total_duration": summary["duration"],
         "backup_start": started.isoformat(),
         "backup_end": datetime.now(UTC).isoformat(),
-        "bytes_read": result.bytes_read,
-        "bytes_added": result.bytes_added,
-        "bytes_stored": result.bytes_stored,
-        "total_bytes": result.total_bytes,
-        "duration": round(result.duration, 3),
+        "bytes_read": summary["bytes_read"],
+        "bytes_added": summary["bytes_added"],
+        "bytes_stored": summary["bytes_stored"],
+        "total_bytes": summary["total_bytes"],
+        "duration": summary["duration"],
         "errors": out.problem_docs(result.errors),
         "warnings": out.problem_docs(result.warnings),
     }
 
 
 def _print_summary(result: BackupResult) -> None:
-    files = result.files_new + result.files_changed + result.files_unmodified
+    files = result.files_total
     out.line(
         f"Files:       {result.files_new:>6} new, {result.files_changed:>6} changed, "
         f"{result.files_unmodified:>6} unmodified"

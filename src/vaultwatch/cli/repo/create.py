@@ -22,8 +22,6 @@ from vaultwatch.cli.options import (
 from vaultwatch.cli.repo.app import repo_app
 from vaultwatch.engine.errors import RepositoryExistsError
 from vaultwatch.engine.repository import Repository
-from vaultwatch.store.base import Store
-from vaultwatch.store.local import LocalStore
 
 
 @repo_app.command("init")
@@ -43,7 +41,7 @@ def init_cmd(
     with open_store_for(opts, create=True) as store:
         if store.exists("config"):  # before asking for a passphrase twice
             raise RepositoryExistsError(f"a repository already exists at {store.location}")
-        if holds_anything(store):
+        if store.holds_anything():
             raise CliError(
                 f"{store.location} is not empty and holds no repository: "
                 "init needs an empty or new directory (or bucket prefix)"
@@ -65,10 +63,3 @@ def init_cmd(
             "Keep the passphrase safe: without it the data in this repository cannot be "
             "recovered by anyone."
         )
-
-
-def holds_anything(store: Store) -> bool:
-    """Whether init would write among files already there (any file counts, not only objects)."""
-    if isinstance(store, LocalStore):
-        return store.root.is_dir() and any(store.root.iterdir())
-    return next(iter(store.list()), None) is not None

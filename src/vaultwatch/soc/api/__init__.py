@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vaultwatch.gateway.routes import API_PREFIX
+from vaultwatch.protocol import API_PREFIX
 from vaultwatch.soc.api import (
     alarms,
     cases,

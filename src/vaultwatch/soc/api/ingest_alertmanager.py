@@ -11,7 +11,7 @@ from __future__ import annotations
 import anyio.to_thread
 from fastapi import APIRouter
 
-from vaultwatch.gateway.problems import PROBLEM_JSON
+from vaultwatch.protocol import PROBLEM_JSON
 from vaultwatch.soc.api.auth import CatalogDep, Staff
 from vaultwatch.soc.api.schemas import EventsAccepted
 from vaultwatch.soc.ingest import submit_events

@@ -11,6 +11,7 @@ verified against the system's authorities and the service's own CA.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import socket
 import ssl
@@ -57,10 +58,26 @@ def split_host_port(target: str) -> tuple[str, int]:
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Verify against the system's authorities plus the service's own CA."""
+    """Verify against the system's authorities plus the service's own CA.
+
+    Loading the system's authorities costs tens of milliseconds of CPU, and
+    probes run every few seconds on the node that also ingests events: the
+    context is built once per CA file version (a renewed CA file is read again).
+    """
+    if ca_file is None:
+        return _cached_context(None, 0)
+    try:
+        version = ca_file.stat().st_mtime_ns
+    except OSError:
+        version = 0  # the load below names the problem
+    return _cached_context(str(ca_file), version)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_context(ca_file: str | None, version: int) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_file is not None:
-        context.load_verify_locations(cafile=str(ca_file))
+        context.load_verify_locations(cafile=ca_file)
     return context
 
 

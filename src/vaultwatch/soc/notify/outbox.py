@@ -24,6 +24,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from vaultwatch.backoff import backoff_bound
 from vaultwatch.catalog import Catalog
 from vaultwatch.catalog.db import database_now
 from vaultwatch.catalog.errors import ValidationError
@@ -94,7 +95,7 @@ def retry_delay(
     Deterministic (no jitter): the outbox is drained by one duty per node,
     not by a fleet, and a stored due time must be reproducible in tests.
     """
-    return float(min(maximum, base * (2 ** max(0, min(attempts - 1, 30)))))
+    return backoff_bound(attempts - 1, base, maximum)
 
 
 def queue_notification(

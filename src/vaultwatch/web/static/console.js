@@ -62,7 +62,12 @@
     source.addEventListener("alarms", function (event) {
       setLive(true);
       if (event.lastEventId) { lastMark = event.lastEventId; }
-      apply(JSON.parse(event.data));
+      receive("changes", JSON.parse(event.data));
+    });
+    source.addEventListener("page", function (event) {
+      setLive(true);
+      if (event.lastEventId) { lastMark = event.lastEventId; }
+      receive("page", JSON.parse(event.data));
     });
     source.addEventListener("reload", function () { location.reload(); });
   }
@@ -93,11 +98,7 @@
   }
 
   // Rows are kept in order, so a binary search finds where a row goes.
-  function place(row) {
-    var key = keyOf(row);
-    var rows = Array.prototype.filter.call(tbody.children, function (r) {
-      return r !== row && r.classList.contains("alarm");
-    });
+  function position(rows, key) {
     var lo = 0;
     var hi = rows.length;
     while (lo < hi) {
@@ -105,16 +106,7 @@
       var order = compareKeys(key, keyOf(rows[mid]));
       if (descending ? order > 0 : order < 0) { hi = mid; } else { lo = mid + 1; }
     }
-    if (lo < rows.length) { tbody.insertBefore(row, rows[lo]); } else { tbody.appendChild(row); }
-  }
-
-  // A storm of new alarms must not grow the page without bound: it shows one page of rows
-  // (the rest is counted above and one reload or "Next page" away).
-  function trim() {
-    var rows = tbody.querySelectorAll("tr.alarm");
-    for (var i = rows.length - 1; i >= MAX_ROWS; i--) {
-      if (!rows[i].classList.contains("selected")) { rows[i].remove(); }
-    }
+    return lo;
   }
 
   function parseRow(html) {
@@ -123,38 +115,110 @@
     return template.content.firstElementChild;
   }
 
-  function apply(data) {
+  // Messages that arrive together (a storm) are applied in one go, after the browser has
+  // answered what the operator did: the page stays responsive while alarms pour in.
+  var pending = [];
+  var flushTimer = null;
+
+  function receive(kind, data) {
+    pending.push({ kind: kind, data: data });
+    if (flushTimer === null) { flushTimer = setTimeout(flush, 0); }
+  }
+
+  function flush() {
+    flushTimer = null;
+    var batch = pending;
+    pending = [];
+    // A fresh page (sent when more changed than the feed sends at once) replaces
+    // everything before it.
+    var start = 0;
+    for (var i = batch.length - 1; i >= 0; i--) {
+      if (batch[i].kind === "page") { start = i; break; }
+    }
+    if (batch[start].kind === "page") { replacePage(batch[start].data); start += 1; }
+    var changes = {};
+    var order = [];
+    var counts = null;
+    batch.slice(start).forEach(function (item) {
+      item.data.changes.forEach(function (change) {
+        if (!(change.id in changes)) { order.push(change.id); }
+        changes[change.id] = change;  // the latest state of each alarm wins
+      });
+      counts = item.data.counts;
+    });
+    if (counts !== null) { apply(order.map(function (id) { return changes[id]; }), counts); }
+  }
+
+  function showCounts(counts) {
+    Object.keys(counts).forEach(function (label) {
+      var counter = document.querySelector('[data-count="' + label + '"]');
+      if (counter) { counter.textContent = counts[label]; }
+    });
+  }
+
+  function replacePage(data) {
+    var selected = tbody.querySelector("tr.alarm.selected");
+    var selectedId = selected ? selected.id : null;
+    var had = {};
+    Array.prototype.forEach.call(tbody.querySelectorAll("tr.alarm"), function (row) {
+      had[row.id] = true;
+      row.remove();
+    });
+    var fresh = [];
+    data.rows.forEach(function (item) {
+      var row = parseRow(item.html);
+      tbody.appendChild(row);
+      if (!had[row.id]) { fresh.push(item); }
+      if (row.id === selectedId) { select(row, false); }
+    });
+    showCounts(data.counts);
+    empty.hidden = data.rows.length > 0;
+    total.textContent = String(data.total);
+    if (fresh.length) { announce(fresh); }
+  }
+
+  // The page shows one page of rows (a storm must not grow it without bound): a new alarm
+  // that sorts below the last shown row is counted, not drawn; "Next page" shows it.
+  function apply(changes, counts) {
+    var rows = Array.prototype.slice.call(tbody.querySelectorAll("tr.alarm"));
     var fresh = [];
     var delta = 0;
-    data.changes.forEach(function (change) {
+    changes.forEach(function (change) {
       var existing = document.getElementById("alarm-" + change.id);
-      if (!change.matches) {
-        if (existing) {
+      var wasSelected = false;
+      if (existing) {
+        wasSelected = existing.classList.contains("selected");
+        rows.splice(rows.indexOf(existing), 1);
+        if (!change.matches) {
           existing.remove();
           delta -= 1;
+          return;
         }
+      } else if (!change.matches) {
         return;
-      }
-      var row = parseRow(change.html);
-      if (existing) {
-        var wasSelected = existing.classList.contains("selected");
-        existing.replaceWith(row);
-        if (wasSelected) { select(row, false); }
       } else {
-        row.classList.add("fresh");
         fresh.push(change);
         delta += 1;
       }
-      place(row);
+      var at = change.key ? position(rows, change.key) : rows.length;
+      if (!existing && at >= MAX_ROWS) { return; }
+      var row = parseRow(change.html);
+      row.vwKey = change.key;
+      if (existing) {
+        existing.remove();
+      } else {
+        row.classList.add("fresh");
+      }
+      if (at < rows.length) { tbody.insertBefore(row, rows[at]); } else { tbody.appendChild(row); }
+      rows.splice(at, 0, row);
+      if (wasSelected) { select(row, false); }
     });
-    trim();
-    Object.keys(data.counts).forEach(function (label) {
-      var counter = document.querySelector('[data-count="' + label + '"]');
-      if (counter) { counter.textContent = data.counts[label]; }
-    });
-    var shown = tbody.querySelectorAll("tr.alarm").length;
-    empty.hidden = shown > 0;
-    total.textContent = String(Math.max(shown, parseInt(total.textContent, 10) + delta));
+    for (var i = rows.length - 1; i >= MAX_ROWS; i--) {
+      if (!rows[i].classList.contains("selected")) { rows[i].remove(); rows.splice(i, 1); }
+    }
+    showCounts(counts);
+    empty.hidden = rows.length > 0;
+    total.textContent = String(Math.max(rows.length, parseInt(total.textContent, 10) + delta));
     if (fresh.length) { announce(fresh); }
   }
 
