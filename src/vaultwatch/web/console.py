@@ -224,6 +224,21 @@ def row_html(alarm: Alarm, view: ConsoleQuery, csrf_token: str) -> str:
     )
 
 
+def _one_page(
+    session: Session, view: ConsoleQuery, cursor: str | None = None
+) -> tuple[alarm_list.AlarmPageResult, dict[str, int]]:
+    """A page of the view's alarms and its counters by severity, as the page and the stream show them."""
+    page = alarm_list.list_alarms(
+        session,
+        view.alarm_filter(),
+        sort=view.sort,
+        limit=PAGE_SIZE,
+        cursor=cursor,
+        with_total=True,
+    )
+    return page, alarm_list.severity_counts(session, view.alarm_filter(with_severity=False))
+
+
 # -- pages -------------------------------------------------------------------------------------
 
 
@@ -237,15 +252,7 @@ def console_page(
     """The alarm list: counters by severity, the filtered rows, live from the stream."""
     catalog = catalog_of(request)
     with scoped_session(catalog, principal) as session:
-        page = alarm_list.list_alarms(
-            session,
-            view.alarm_filter(),
-            sort=view.sort,
-            limit=PAGE_SIZE,
-            cursor=cursor,
-            with_total=True,
-        )
-        counts = alarm_list.severity_counts(session, view.alarm_filter(with_severity=False))
+        page, counts = _one_page(session, view, cursor)
         mark = database_now(session)
         rows = [row_html(a, view, request.state.csrf_token) for a in page.items]
         views = saved_views.list_views(session, principal.user_id)
@@ -506,13 +513,9 @@ class _Stream:
             )
             items = [
                 {
-                    "id": c.alarm.id,
+                    **self._described(c.alarm, drawn=c.matches),
                     "matches": c.matches,
-                    "severity": Severity(c.alarm.severity).label,
-                    "node": c.alarm.node,
-                    "summary": c.alarm.summary,
                     "key": sort_key(c.alarm, self.view.sort) if c.matches else None,
-                    "html": row_html(c.alarm, self.view, self.csrf_token) if c.matches else "",
                 }
                 for c in changes
             ]
@@ -520,27 +523,24 @@ class _Stream:
 
     def _fresh_page(self, session: Session) -> str:
         """The view's first page as it is now, instead of a backlog of changes."""
-        now = database_now(session)
-        page = alarm_list.list_alarms(
-            session, self.view.alarm_filter(), sort=self.view.sort, limit=PAGE_SIZE, with_total=True
-        )
-        counts = alarm_list.severity_counts(session, self.view.alarm_filter(with_severity=False))
-        self.feed.skip_to(now)
+        self.feed.skip_to(database_now(session))
+        page, counts = _one_page(session, self.view)
         data = {
-            "rows": [
-                {
-                    "id": a.id,
-                    "severity": Severity(a.severity).label,
-                    "node": a.node,
-                    "summary": a.summary,
-                    "html": row_html(a, self.view, self.csrf_token),
-                }
-                for a in page.items
-            ],
+            "rows": [self._described(a, drawn=True) for a in page.items],
             "total": page.total,
             "counts": counts,
         }
         return sse("page", data, self.feed.mark.isoformat())
+
+    def _described(self, alarm: Alarm, *, drawn: bool) -> dict[str, Any]:
+        """What the page needs of an alarm: its notification text, and its row when drawn."""
+        return {
+            "id": alarm.id,
+            "severity": Severity(alarm.severity).label,
+            "node": alarm.node,
+            "summary": alarm.summary,
+            "html": row_html(alarm, self.view, self.csrf_token) if drawn else "",
+        }
 
     def events(self, request: Request) -> AsyncIterator[str]:
         """The live stream of this page."""
