@@ -2,9 +2,10 @@
 
 Every process runs the duty runner: the duties that must run once in the
 cluster wait for its lease, while the node-health report runs everywhere.
-Processes with the ``worker`` role also run the syslog and SNMP receivers
-configured in the settings (``[soc.syslog]``, ``[soc.snmp]``); their sockets
-use SO_REUSEPORT where they can, so several worker processes share a port.
+Processes with the ``worker`` role also run the syslog, SNMP and support-mail
+receivers configured in the settings (``[soc.syslog]``, ``[soc.snmp]``,
+``[soc.support_mail]``); their sockets use SO_REUSEPORT where they can, so
+several worker processes share a port.
 
     [soc.syslog]
     host = "0.0.0.0"
@@ -18,6 +19,12 @@ use SO_REUSEPORT where they can, so several worker processes share a port.
     port = 1162
     communities = ["public"]
     users = [{ name = "monitor", auth_key = "...", priv_key = "...", engine_ids = ["80001f88..."] }]
+
+    [soc.support_mail]
+    host = "0.0.0.0"
+    port = 2525
+    addresses = ["support@vaultwatch.example"]  # mail for any other address is refused
+    require_starttls = true                      # with the server's own TLS certificate
 """
 
 from __future__ import annotations
@@ -38,10 +45,11 @@ log = logging.getLogger("vaultwatch.soc")
 
 @dataclass(frozen=True)
 class ReceiverSettings:
-    """Which receivers this server runs, from ``[soc.syslog]`` and ``[soc.snmp]``."""
+    """Which receivers this server runs, from ``[soc.syslog]``, ``[soc.snmp]``, ``[soc.support_mail]``."""
 
     syslog: dict[str, Any] | None = None
     snmp: dict[str, Any] | None = None
+    support_mail: dict[str, Any] | None = None
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> ReceiverSettings:
@@ -50,12 +58,12 @@ class ReceiverSettings:
         if not isinstance(soc, dict):
             raise ServerConfigError("[soc] in the settings must be a table")
         found: dict[str, dict[str, Any] | None] = {}
-        for name in ("syslog", "snmp"):
+        for name in ("syslog", "snmp", "support_mail"):
             table = soc.get(name)
             if table is not None and not isinstance(table, dict):
                 raise ServerConfigError(f"[soc.{name}] in the settings must be a table")
             found[name] = table
-        return cls(syslog=found["syslog"], snmp=found["snmp"])
+        return cls(syslog=found["syslog"], snmp=found["snmp"], support_mail=found["support_mail"])
 
 
 def _syslog_receiver(catalog: Catalog, settings: ServerSettings, table: dict[str, Any]) -> Any:
@@ -123,6 +131,25 @@ def _snmp_receiver(catalog: Catalog, table: dict[str, Any]) -> Any:
     return SnmpTrapReceiver(catalog, config)
 
 
+def _support_mail_receiver(
+    catalog: Catalog, settings: ServerSettings, table: dict[str, Any]
+) -> Any:
+    from vaultwatch.soc.ingest.smtp import SupportMailReceiver, SupportMailSettings
+
+    try:
+        return SupportMailReceiver(
+            catalog,
+            SupportMailSettings.from_table(table),
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            hostname=settings.node or None,
+        )
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ServerConfigError(
+            f"[soc.support_mail] cannot use the TLS certificate {settings.tls_cert}: {exc}"
+        ) from None
+
+
 def check_settings(catalog: Catalog, settings: ServerSettings) -> None:
     """Refuse bad operations center settings before the server starts (a clear error, no trace).
 
@@ -142,6 +169,8 @@ def check_settings(catalog: Catalog, settings: ServerSettings) -> None:
             _syslog_receiver(catalog, settings, wanted.syslog)
         if wanted.snmp is not None:
             _snmp_receiver(catalog, wanted.snmp)
+        if wanted.support_mail is not None:
+            _support_mail_receiver(catalog, settings, wanted.support_mail)
     except ServerConfigError:
         raise
     except VaultwatchError as exc:
@@ -192,6 +221,10 @@ class SocRuntime:
             self.receivers.append(_syslog_receiver(self.catalog, self.settings, wanted.syslog))
         if wanted.snmp is not None:
             self.receivers.append(_snmp_receiver(self.catalog, wanted.snmp))
+        if wanted.support_mail is not None:
+            self.receivers.append(
+                _support_mail_receiver(self.catalog, self.settings, wanted.support_mail)
+            )
         for receiver in self.receivers:
             await receiver.start()
             log.info("started %s", type(receiver).__name__)
