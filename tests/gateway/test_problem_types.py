@@ -200,6 +200,7 @@ EMITTED = {
     ("store-full", 507),
     ("store-permission", 403),
     ("store-unavailable", 503),
+    ("support-mail-listen", 503),
     ("syslog-listen", 503),
     ("tenant-deleted", 403),
     ("tenant-exists", 409),
