@@ -114,6 +114,9 @@ def test_indexes_the_soc_relies_on_exist(catalog: Catalog) -> None:
         if "tenant_id" in columns:  # tenant-scoped queries must never scan the table
             assert any(index[0] == "tenant_id" for index in indexed(table)), table
     assert ["tenant_id", "occurred_at"] in indexed("audit_log")
+    # Correlation's check of every batch: partial indexes of the open roots and the symptoms.
+    assert ["entity", "severity"] in indexed("alarms")
+    assert ["suppressed_by"] in indexed("alarms")
 
 
 def test_upgrade_twice_is_a_no_op_and_downgrade_empties(catalog_url: URL) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from vaultwatch.catalog import Catalog
 from vaultwatch.catalog.soc_models import Alarm, EventType, Severity
-from vaultwatch.soc import alarms, topology
+from vaultwatch.soc import alarms, correlation, topology
 from vaultwatch.soc.correlation import correlate, symptom_count, symptoms_of
 from vaultwatch.soc.events import Event
 from vaultwatch.soc.pipeline import process_events
@@ -137,3 +137,48 @@ def test_only_major_down_alarms_are_roots_and_nothing_happens_without_one(
     (root,) = _raise(catalog, [_down("gateway", "gw1")], T0 + timedelta(minutes=1))
     with catalog.session() as session:
         assert symptom_count(session, root) == 2
+
+
+def _plan(catalog: Catalog, statement: object) -> str:
+    """The plan either engine chooses for `statement`, as one text."""
+    with catalog.engine.connect() as connection:
+        sql = str(
+            statement.compile(  # type: ignore[attr-defined]
+                connection.engine, compile_kwargs={"literal_binds": True}
+            )
+        )
+        if catalog.dialect == "postgresql":
+            rows = connection.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + sql).all()
+            return "\n".join(row[0] for row in rows)
+        rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all()
+        return "\n".join(str(row[-1]) for row in rows)
+
+
+def test_every_batch_check_reads_only_the_roots_and_symptoms_indexes(catalog: Catalog) -> None:
+    # A storm just stored: 3,000 open alarms, none a root or a symptom, and statistics
+    # that have not seen them. The per-batch check must not read those alarms.
+    storm = [
+        Event(
+            node=f"host-{i}",
+            alert_group="agent.heartbeat",
+            summary=f"agent {i} missed its heartbeats",
+            severity=Severity.CRITICAL,
+        )
+        for i in range(3000)
+    ]
+    for start in range(0, len(storm), 1000):
+        _raise(catalog, storm[start : start + 1000], T0)
+    plan = _plan(catalog, correlation.state_query())
+    assert "ix_alarms_suppressed" in plan, plan
+    if catalog.dialect == "postgresql":
+        assert "ix_alarms_open_roots" in plan, plan
+        assert "Seq Scan" not in plan and "Rows Removed" not in plan, plan
+    else:
+        assert "SCAN alarms" not in plan, plan
+    with catalog.session() as session:
+        assert correlation._state(session) == (False, False)
+    # One root and its symptom: both halves now find them.
+    _topology(catalog)
+    _raise(catalog, [_down("gateway", "gw1"), _heartbeat("a1")], T0 + timedelta(minutes=1))
+    with catalog.session() as session:
+        assert correlation._state(session) == (True, True)

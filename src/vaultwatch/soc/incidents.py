@@ -285,13 +285,26 @@ def _open_incident_by_group(
     """The open incident already gathering each (alert group, tenant), from its root alarm."""
     if not keys:
         return {}
-    groups = sorted({group for group, _ in keys})
-    rows = session.execute(
-        select(Incident, Alarm.alert_group, Alarm.tenant_id)
-        .join(Alarm, Alarm.id == Incident.root_alarm_id)
-        .where(Incident.state != IncidentState.RESOLVED, Alarm.alert_group.in_(groups))
-        .order_by(Incident.id)
-    ).all()
+    # Open incidents first (a few), then their root alarms by key: joined in one statement,
+    # the planner, misled by statistics a storm has outdated, read every alarm of the groups.
+    incidents = list(
+        session.scalars(
+            select(Incident)
+            .where(Incident.state != IncidentState.RESOLVED, Incident.root_alarm_id.is_not(None))
+            .order_by(Incident.id)
+        )
+    )
+    if not incidents:
+        return {}
+    roots = {
+        row.id: (row.alert_group, row.tenant_id)
+        for row in session.execute(
+            select(Alarm.id, Alarm.alert_group, Alarm.tenant_id).where(
+                one_of(session, Alarm.id, {i.root_alarm_id for i in incidents})
+            )
+        )
+    }
+    rows = [(i, *roots[i.root_alarm_id]) for i in incidents if i.root_alarm_id in roots]
     found: dict[tuple[str, str], Incident] = {}
     for incident, group, tenant in rows:
         key = _group_key(group, tenant)
