@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
@@ -86,6 +87,25 @@ def child_pids(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+def connections_per_worker(server_pid: int, port: int) -> list[int]:
+    """Open connections to `port` held by each worker of the server, most first.
+
+    The workers share one listening socket and the kernel gives a new
+    connection to whichever accepts first, so a few long-lived client
+    connections can land 3 to 1 or 4 to 0; a run's figures depend on it.
+    """
+    counts = []
+    for pid in child_pids(server_pid):
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        ours = [c for c in connections if c.laddr and c.laddr.port == port]
+        if any(c.status == psutil.CONN_LISTEN for c in ours):  # a worker, not a helper process
+            counts.append(sum(1 for c in ours if c.status == psutil.CONN_ESTABLISHED))
+    return sorted(counts, reverse=True)
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:

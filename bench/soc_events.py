@@ -40,6 +40,7 @@ from bench.service import (
     ServerProcess,
     add_output_options,
     bench_console,
+    connections_per_worker,
     describe_catalog,
     fresh_postgres_database,
     host_info,
@@ -107,8 +108,11 @@ def event(node: str, index: int) -> dict[str, Any]:
 
 async def post_batches(
     server: ServerProcess, key: str, batches: list[list[dict[str, Any]]], clients: int
-) -> tuple[float, int, list[float]]:
-    """Post every batch with `clients` concurrent connections: (seconds, failures, latencies)."""
+) -> tuple[float, int, list[float], list[int]]:
+    """Post every batch with `clients` concurrent connections.
+
+    Returns (seconds, failures, latencies, the connections each server worker held).
+    """
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for batch in batches:
         queue.put_nowait(batch)
@@ -134,7 +138,9 @@ async def post_batches(
     async with httpx.AsyncClient(verify=server.ssl_context(), timeout=120) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(clients)))
-        return time.perf_counter() - started, failures, latencies
+        seconds = time.perf_counter() - started
+        split = connections_per_worker(server.pid, server.port)
+        return seconds, failures, latencies, split
 
 
 def ingest(
@@ -147,7 +153,9 @@ def ingest(
         node = f"u{i}" if distinct is None else f"d{rng.randrange(distinct)}"
         events.append(event(node, i if distinct is None else 0))
     batches = [events[i : i + cfg.batch] for i in range(0, len(events), cfg.batch)]
-    seconds, failures, latencies = asyncio.run(post_batches(server, key, batches, cfg.clients))
+    seconds, failures, latencies, split = asyncio.run(
+        post_batches(server, key, batches, cfg.clients)
+    )
     result: dict[str, Any] = {
         "events": cfg.events,
         "batch": cfg.batch,
@@ -156,6 +164,7 @@ def ingest(
         "events_per_second": round(cfg.events / seconds, 1),
         "failed_requests": failures,
         "request_latency": percentiles(latencies),
+        "connections_per_worker": split,
     }
     if distinct is not None:
         sent: dict[str, int] = {}
@@ -208,7 +217,7 @@ def fill(server: ServerProcess, key: str, target: int, cfg: Settings) -> float:
     missing = max(0, target - have)
     events = [event(f"fill{i}", i) for i in range(missing)]
     batches = [events[i : i + cfg.batch] for i in range(0, len(events), cfg.batch)]
-    seconds, failures, _ = asyncio.run(post_batches(server, key, batches, cfg.clients))
+    seconds, failures, _, _ = asyncio.run(post_batches(server, key, batches, cfg.clients))
     if failures:
         raise RuntimeError(f"{failures} fill requests failed")
     return seconds
@@ -316,8 +325,8 @@ def report(results: dict[str, Any]) -> tuple[str, Table]:
         f"{results['settings']['queries']} requests per view. A real server process over TLS "
         "on loopback; the clients run in this process.",
         "",
-        "| engine | unique events/s | duplicate-heavy events/s | tallies match | one alarm: sent / tally / statuses | list p95 (worst view) | goals met |",
-        "|---|---:|---:|---|---|---:|---|",
+        "| engine | unique events/s | its connections per server worker | duplicate-heavy events/s | tallies match | one alarm: sent / tally / statuses | list p95 (worst view) | goals met |",
+        "|---|---:|---|---:|---|---|---:|---|",
     ]
     for engine, result in results["engines"].items():
         met = results["goals"][engine]
@@ -326,6 +335,7 @@ def report(results: dict[str, Any]) -> tuple[str, Table]:
         lines.append(
             f"| {engine} | {result['unique']['events_per_second']:,.0f} "
             f"(goal {GOAL_EVENTS_PER_SECOND[engine]:,}) | "
+            f"{' + '.join(map(str, result['unique'].get('connections_per_worker', []))) or '?'} | "
             f"{result['duplicates']['events_per_second']:,.0f} | "
             f"{'yes' if result['duplicates']['tallies_match'] else 'NO'} | "
             f"{one['sent']} / {one['tally']} / {one['statuses']} | "

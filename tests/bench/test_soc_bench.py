@@ -32,6 +32,9 @@ def test_event_ingestion_and_alarm_list(tmp_path: Path) -> None:
     sqlite = results["engines"]["sqlite"]
     assert sqlite["unique"]["events"] == 600 and sqlite["unique"]["failed_requests"] == 0
     assert sqlite["unique"]["events_per_second"] > 0
+    # Both clients' connections, as the server's two workers held them.
+    split = sqlite["unique"]["connections_per_worker"]
+    assert len(split) == 2 and sum(split) == 2, split
     assert sqlite["duplicates"]["tallies_match"] is True
     assert sqlite["one_alarm"]["sent"] == 24 and sqlite["one_alarm"]["lost"] == 0
     assert sqlite["one_alarm"]["statuses"] == {"202": 24}

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, update
 
 from vaultwatch.catalog import Catalog
@@ -19,7 +20,7 @@ from vaultwatch.catalog.soc_models import (
     Severity,
 )
 from vaultwatch.server_config import ServerSettings
-from vaultwatch.soc import escalation, incidents, topology
+from vaultwatch.soc import escalation, incidents, silences, topology
 from vaultwatch.soc.alarms import raise_events
 from vaultwatch.soc.duties import DutyContext
 from vaultwatch.soc.events import Event
@@ -433,3 +434,63 @@ def test_an_incident_resolves_itself_when_every_alarm_has_cleared(catalog: Catal
         ).all()
     assert "resolved" in kinds
     assert "resolution" in notices
+
+
+def test_new_alarms_are_stored_in_the_open_incident_of_their_group(catalog: Catalog) -> None:
+    add_policy(catalog)
+    with catalog.session() as session:
+        process_events(session, [event(node="n0", alert_group="node.disk")], now=T0)
+    [incident] = incident_list(catalog)
+    updates: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ALARMS"):
+            updates.append(statement)
+
+    later = [event(node=f"n{i}", alert_group="node.disk") for i in range(1, 30)]
+    sqlalchemy_event.listen(catalog.engine, "before_cursor_execute", note)
+    try:
+        with catalog.session() as session:
+            process_events(session, later, now=T0 + timedelta(minutes=1))
+    finally:
+        sqlalchemy_event.remove(catalog.engine, "before_cursor_execute", note)
+    # Stored once, already in the incident: no second write of the new rows.
+    assert updates == []
+    with catalog.session() as session:
+        members = session.scalars(select(Alarm.incident_id).where(Alarm.alert_group == "node.disk"))
+        assert list(members) == [incident.id] * 30
+        joined = [e for e in incidents.timeline(session, incident.id) if e.kind == "alarms_joined"]
+    assert len(joined) == 1 and "29 more" in joined[0].text
+
+
+def test_a_new_alarm_silenced_or_a_symptom_in_its_batch_leaves_the_incident(
+    catalog: Catalog,
+) -> None:
+    add_policy(catalog)
+    with catalog.session() as session:
+        topology.link(session, "node:n2", "gateway:gw1")
+        process_events(session, [event(node="n0", alert_group="node.disk")], now=T0)
+        silences.create_silence(
+            session,
+            actor="soc:alice",
+            comment="disk swap on n1",
+            matchers=[{"field": "node", "op": "=", "value": "n1"}],
+            starts_at=T0,
+            ends_at=T0 + timedelta(hours=1),
+            now=T0,
+        )
+    [incident] = incident_list(catalog)
+    batch = [
+        event(node="gw1", alert_group="gateway.down", entity="gateway:gw1", summary="gw1 is down"),
+        event(node="n1", alert_group="node.disk"),  # silenced
+        event(node="n2", alert_group="node.disk", entity="node:n2"),  # below the down gateway
+        event(node="n3", alert_group="node.disk"),  # joins
+    ]
+    with catalog.session() as session:
+        process_events(session, batch, now=T0 + timedelta(minutes=1))
+        rows = dict(
+            session.execute(
+                select(Alarm.node, Alarm.incident_id).where(Alarm.alert_group == "node.disk")
+            ).all()
+        )
+    assert rows == {"n0": incident.id, "n1": None, "n2": None, "n3": incident.id}

@@ -11,7 +11,7 @@ clears it (generic clear) and never creates an alarm that was not raised.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,6 +74,7 @@ class RaisedAlarm:
     created: bool
     reopened: bool
     cleared: bool
+    incident_id: int | None = None
 
 
 @dataclass
@@ -93,9 +94,10 @@ def _fold(events: Sequence[Event], now: datetime) -> dict[str, _Folded]:
     folded: dict[str, _Folded] = {}
     for event in events:
         at = event.occurred_at or now
-        item = folded.get(event.dedup_identifier)
+        identifier = event.dedup_identifier
+        item = folded.get(identifier)
         if item is None:
-            item = folded[event.dedup_identifier] = _Folded(last=event, first_at=at, last_at=at)
+            item = folded[identifier] = _Folded(last=event, first_at=at, last_at=at)
         else:
             item.last = event
             item.first_at = min(item.first_at, at)
@@ -111,7 +113,7 @@ def _fold(events: Sequence[Event], now: datetime) -> dict[str, _Folded]:
     return folded
 
 
-def _row(identifier: str, item: _Folded, now: datetime) -> dict[str, Any]:
+def _row(identifier: str, item: _Folded, now: datetime, incident_id: int | None) -> dict[str, Any]:
     event = item.last
     alarm_class, reason = classify(event.alert_group, event.summary, event.alarm_class)
     resolved = event.type == EventType.RESOLUTION
@@ -139,6 +141,7 @@ def _row(identifier: str, item: _Folded, now: datetime) -> dict[str, Any]:
         "acknowledged": False,
         "runbook": event.runbook or runbook_for(event.alert_group),
         "attributes": dict(event.attributes),
+        "incident_id": incident_id,
     }
 
 
@@ -155,6 +158,7 @@ _PG_TYPES: dict[str, Any] = {
     "cleared_at": DateTime(timezone=True),
     "acknowledged": Boolean,
     "attributes": JSONB,
+    "incident_id": BigInteger,
 }
 
 
@@ -183,6 +187,7 @@ _ROW_COLUMNS: tuple[str, ...] = (
     "acknowledged",
     "runbook",
     "attributes",
+    "incident_id",
 )
 
 
@@ -285,6 +290,7 @@ def _upsert_statement(dialect: str) -> Any:
         Alarm.first_occurrence,
         Alarm.state_change,
         Alarm.cleared_at,
+        Alarm.incident_id,
     )
 
 
@@ -339,13 +345,23 @@ def _clear_only(
     return results
 
 
+IncidentsToJoin = Callable[[Sequence[tuple[str, Event]]], Mapping[str, int]]
+"""Given (identifier, last event) of the batch's problems: the open incident each new alarm joins."""
+
+
 def raise_events(
-    session: Session, events: Sequence[Event], *, now: datetime | None = None
+    session: Session,
+    events: Sequence[Event],
+    *,
+    now: datetime | None = None,
+    incidents_to_join: IncidentsToJoin | None = None,
 ) -> list[RaisedAlarm]:
     """Deduplicate `events` into the alarm store inside the caller's transaction.
 
     Each event is validated first; one bad event refuses the whole batch, so
-    a batch is stored whole or not at all.
+    a batch is stored whole or not at all. `incidents_to_join` names the
+    incident a new alarm belongs to, which is then written with the alarm
+    itself; an alarm already stored keeps its incident here.
     """
     if len(events) > MAX_BATCH:
         raise ValidationError(f"at most {MAX_BATCH} events in one batch")
@@ -361,7 +377,15 @@ def raise_events(
     clears = {k: v for k, v in folded.items() if not v.any_problem}
     results = _clear_only(session, clears, now) if clears else []
     if upserts:
-        rows = [_row(identifier, item, now) for identifier, item in sorted(upserts.items())]
+        joins: Mapping[str, int] = {}
+        if incidents_to_join is not None:
+            joins = incidents_to_join(
+                [(k, v.last) for k, v in upserts.items() if v.last.type == EventType.PROBLEM]
+            )
+        rows = [
+            _row(identifier, item, now, joins.get(identifier))
+            for identifier, item in sorted(upserts.items())
+        ]
         for returned in _upsert(session, rows, now):
             item = upserts[returned.identifier]
             created = returned.first_occurrence == item.first_at and returned.tally == item.problems
@@ -375,6 +399,7 @@ def raise_events(
                     created=created,
                     reopened=(not created and not cleared and returned.state_change == now),
                     cleared=cleared,
+                    incident_id=returned.incident_id,
                 )
             )
     return results

@@ -8,6 +8,7 @@ may set the class itself; then the reason says so.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass
 
@@ -82,9 +83,27 @@ def classify(
     """The class of an alarm and the reason it has that class."""
     if given is not None:
         return given, "set by the sender"
-    group = alert_group.lower()
+    summary_rules, by_group = _plan(alert_group.lower())
+    for pattern, result in summary_rules:
+        if pattern.search(summary):
+            return result
+    return by_group
+
+
+_Result = tuple[AlarmClass, str]
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(group: str) -> tuple[tuple[tuple[re.Pattern[str], _Result], ...], _Result]:
+    """For one alert group: the summary rules to try, in order, and the result if none matches.
+
+    The group decides every group rule once; only the summary rules ahead of
+    its first matching group rule are left for each alarm's summary.
+    """
+    summary_rules: list[tuple[re.Pattern[str], _Result]] = []
     for rule, pattern in _DEFAULT:
-        subject = group if rule.group is not None else summary
-        if pattern.search(subject) if rule.summary is not None else pattern.match(subject):
-            return rule.alarm_class, rule.reason()
-    return AlarmClass.UNKNOWN, "no classification rule matched"
+        if rule.group is None:
+            summary_rules.append((pattern, (rule.alarm_class, rule.reason())))
+        elif pattern.match(group):
+            return tuple(summary_rules), (rule.alarm_class, rule.reason())
+    return tuple(summary_rules), (AlarmClass.UNKNOWN, "no classification rule matched")

@@ -10,10 +10,12 @@ control characters before anything is stored or shown.
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from vaultwatch.catalog.errors import ValidationError
 from vaultwatch.catalog.soc_models import AlarmClass, EventSource, EventType, Severity
@@ -94,6 +96,16 @@ def _required(name: str, value: str, limit: int) -> str:
     return text
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(kind: type[_E], value: object) -> _E:
+    """`value` as a member of `kind`: members pass as they are (a storm checks millions)."""
+    if type(value) is kind:
+        return value
+    return kind(value)
+
+
 def check_event(event: Event) -> Event:
     """A validated, cleaned copy of `event`; ValidationError names the first bad field."""
     node = _required("node", event.node, MAX_NODE)
@@ -105,10 +117,12 @@ def check_event(event: Event) -> Event:
     summary = _required("summary", event.summary, MAX_SUMMARY)
     key = clean_text(event.alert_key or "", MAX_KEY)
     try:
-        severity = Severity(event.severity)
-        kind = EventType(event.type)
-        source = EventSource(event.source)
-        alarm_class = AlarmClass(event.alarm_class) if event.alarm_class is not None else None
+        severity = _member(Severity, event.severity)
+        kind = _member(EventType, event.type)
+        source = _member(EventSource, event.source)
+        alarm_class = (
+            _member(AlarmClass, event.alarm_class) if event.alarm_class is not None else None
+        )
     except ValueError as exc:
         raise ValidationError(f"invalid event field: {exc}") from None
     identifier = None

@@ -42,7 +42,7 @@ from vaultwatch.server_config import ServerSettings
 from vaultwatch.soc import cases, customer_updates, escalation, topology
 from vaultwatch.soc.alarms import RaisedAlarm, get_alarm
 from vaultwatch.soc.escalation import IncidentNotFoundError, get_incident, record, timeline
-from vaultwatch.soc.events import clean_text
+from vaultwatch.soc.events import Event, clean_text
 from vaultwatch.soc.notify import Sender, deliver_due
 from vaultwatch.soc.notify.email import EmailSender, smtp_settings
 from vaultwatch.soc.notify.webhook import WebhookSender
@@ -340,6 +340,31 @@ def _join(session: Session, incident: Incident, tenants: Sequence[uuid.UUID]) ->
     session.add_all(IncidentTenant(incident_id=incident.id, tenant_id=t) for t in new)
 
 
+def incidents_to_join(
+    session: Session,
+    problems: Sequence[tuple[str, Event]],
+    *,
+    rules: IncidentRules = DEFAULT_RULES,
+) -> dict[str, int]:
+    """identifier -> the open incident of its group, for the batch's problems bad enough for one.
+
+    The alarm store writes it into each new alarm's row: a storm's alarms are
+    stored once, where joining them afterwards rewrote every row (and every
+    index entry) a second time, a third of the cost of storing the batch.
+    `open_incidents_for` then records the join, and takes it back from an
+    alarm that a silence or a root cause claimed in the same batch.
+    """
+    wanted = {
+        identifier: _group_key(event.alert_group, event.tenant_id)
+        for identifier, event in problems
+        if event.severity >= rules.min_severity or event.alert_group in rules.rpo_alert_groups
+    }
+    if not wanted:
+        return {}
+    existing = _open_incident_by_group(session, set(wanted.values()))
+    return {identifier: existing[key].id for identifier, key in wanted.items() if key in existing}
+
+
 def open_incidents_for(
     session: Session,
     raised: Sequence[RaisedAlarm],
@@ -359,6 +384,8 @@ def open_incidents_for(
     candidates = [r.id for r in raised if not r.cleared]
     if not candidates:
         return []
+    # New alarms stored already in their group's open incident (`incidents_to_join`).
+    joined_at_insert = {r.id: r.incident_id for r in raised if r.created and r.incident_id}
     # Only the primary key in SQL, the rest in Python: with other conditions the planner,
     # misled by statistics a storm has outdated, walked the open-alarms index instead.
     fetched = select(
@@ -382,6 +409,8 @@ def open_incidents_for(
         and row.silence_id is None
         and (row.severity >= int(rules.min_severity) or row.alert_group in rpo_groups)
     ]
+    if joined_at_insert:
+        _leave_incidents(session, set(joined_at_insert) - {row.id for row in rows})
     if not rows:
         return []
     current = {
@@ -395,7 +424,7 @@ def open_incidents_for(
     }
     groups: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
-        if row.incident_id is None or row.incident_id not in current:
+        if row.id in joined_at_insert or row.incident_id not in current:
             groups.setdefault(_group_key(row.alert_group, row.tenant_id), []).append(row)
     if not groups:
         return []
@@ -432,13 +461,26 @@ def open_incidents_for(
                 {"alarm_ids": [m.id for m in members[:100]]},
                 at=now,
             )
+        to_move = [m.id for m in members if joined_at_insert.get(m.id) != incident.id]
+        if to_move:
+            session.execute(
+                update(Alarm)
+                .where(one_of(session, Alarm.id, to_move))
+                .values(incident_id=incident.id)
+                .execution_options(synchronize_session=False)
+            )
+    return opened
+
+
+def _leave_incidents(session: Session, alarm_ids: set[int]) -> None:
+    """Take new alarms out of the incident they were stored in (silenced or a symptom now)."""
+    if alarm_ids:
         session.execute(
             update(Alarm)
-            .where(one_of(session, Alarm.id, [m.id for m in members]))
-            .values(incident_id=incident.id)
+            .where(one_of(session, Alarm.id, sorted(alarm_ids)))
+            .values(incident_id=None)
             .execution_options(synchronize_session=False)
         )
-    return opened
 
 
 def resolve_cleared(

@@ -16,7 +16,7 @@ from vaultwatch.catalog.db import database_now
 from vaultwatch.soc.alarms import RaisedAlarm, raise_events
 from vaultwatch.soc.correlation import correlate
 from vaultwatch.soc.events import Event
-from vaultwatch.soc.incidents import open_incidents_for, resolve_cleared
+from vaultwatch.soc.incidents import incidents_to_join, open_incidents_for, resolve_cleared
 from vaultwatch.soc.silences import apply_silences
 
 
@@ -27,7 +27,12 @@ def process_events(
     if not events:
         return []
     now = now or database_now(session)
-    raised = raise_events(session, events, now=now)
+    raised = raise_events(
+        session,
+        events,
+        now=now,
+        incidents_to_join=lambda problems: incidents_to_join(session, problems),
+    )
     apply_silences(session, raised, now)
     correlate(session, raised, now)
     open_incidents_for(session, raised, now)
