@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select
 
 from vaultwatch.catalog import Catalog
@@ -205,3 +206,38 @@ def test_an_alarm_raised_and_cleared_in_one_batch_remembers_how_bad_it_was(
         alarms.raise_events(session, [_event(), _event(type=EventType.RESOLUTION)])
     alarm = _alarm(catalog)
     assert alarm.cleared_at is not None and alarm.last_problem_severity == Severity.CRITICAL
+
+
+def test_a_batch_of_new_alarms_is_one_insert_statement(catalog: Catalog) -> None:
+    # Rows differ in which fields are empty (runbook, occurrence key, entity): the batch
+    # must still travel as one statement, not one per row or per run of alike rows.
+    batch = [
+        _event(
+            node=f"host-{i}",
+            severity=Severity.CRITICAL if i % 2 else Severity.MINOR,
+            runbook="https://runbooks.example/disk" if i % 3 == 0 else None,
+            occurrence_key=f"k{i}" if i % 5 == 0 else None,
+            entity=f"node:host-{i}" if i % 7 == 0 else None,
+        )
+        for i in range(1000)
+    ]
+    inserts: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO ALARMS"):
+            inserts.append(statement)
+
+    sqlalchemy_event.listen(catalog.engine, "before_cursor_execute", note)
+    try:
+        with catalog.session() as session:
+            raised = alarms.raise_events(session, batch, now=T0)
+    finally:
+        sqlalchemy_event.remove(catalog.engine, "before_cursor_execute", note)
+    assert len(inserts) == 1
+    assert len(raised) == 1000 and all(r.created for r in raised)
+    with catalog.session() as session:
+        assert session.scalar(select(func.count()).select_from(Alarm)) == 1000
+        stored = session.get(
+            Alarm, next(r.id for r in raised if r.identifier.startswith("host-3|"))
+        )
+        assert stored is not None and stored.runbook == "https://runbooks.example/disk"

@@ -223,14 +223,19 @@ def _pg_source() -> Any:
 
 
 def _upsert_statement(dialect: str) -> Any:
-    """The batch upsert of `dialect`, built once: the batch's time is the `p_now` parameter."""
+    """The batch upsert of `dialect`, built once.
+
+    The batch's time is read from the new row (every row's `state_change` is
+    the batch's `now`), not bound into the UPDATE clause: a bound parameter
+    there makes SQLAlchemy send an executemany one row at a time.
+    """
     base: Any
     if dialect == "postgresql":
         base = postgresql.insert(Alarm).from_select(list(_ROW_COLUMNS), _pg_source())
     else:
         base = sqlite.insert(Alarm)
-    now = bindparam("p_now", type_=Alarm.state_change.type)
     new = base.excluded
+    now = new.state_change
     is_problem = new.type == EventType.PROBLEM.value
     was_cleared = Alarm.cleared_at.is_not(None)
     retry = and_(
@@ -298,17 +303,19 @@ def _upsert_statement(dialect: str) -> Any:
 _UPSERTS: dict[str, Any] = {}
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]], now: datetime) -> list[Any]:
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
     dialect = session.get_bind().dialect.name
     stmt = _UPSERTS.get(dialect)
     if stmt is None:
         stmt = _UPSERTS[dialect] = _upsert_statement(dialect)
     if dialect == "postgresql":
-        params = {"p_rows": _pg_document(rows), "p_now": now}
+        params = {"p_rows": _pg_document(rows)}
         return list(session.connection().execute(stmt, params).all())
     # One executemany: SQLAlchemy's "insertmanyvalues" sends the rows in a few multi-row
-    # statements compiled once (cached), and keeps RETURNING.
-    return list(session.execute(stmt, [{**row, "p_now": now} for row in rows]).all())
+    # statements compiled once (cached), and keeps RETURNING. Through Core, not the ORM:
+    # the ORM's bulk insert leaves out a row's None values and splits the batch wherever
+    # the next row's set of keys differs.
+    return list(session.connection().execute(stmt, rows).all())
 
 
 def _clear_only(
@@ -386,7 +393,7 @@ def raise_events(
             _row(identifier, item, now, joins.get(identifier))
             for identifier, item in sorted(upserts.items())
         ]
-        for returned in _upsert(session, rows, now):
+        for returned in _upsert(session, rows):
             item = upserts[returned.identifier]
             created = returned.first_occurrence == item.first_at and returned.tally == item.problems
             cleared = returned.cleared_at is not None
