@@ -275,13 +275,15 @@ def test_a_partial_jobs_final_report_carries_the_backups_summary(
     assert final["bytes_done"] == final["bytes_total"] == summary["total_bytes"]
     assert final["error_count"] == summary["errors"] and len(final["errors"]) == 2
     snap = final["snapshot"]
-    shared = ("files_total", "files_new", "files_changed", "bytes_added")
+    shared = ("files_total", "files_new", "files_changed", "bytes_added", "bytes_stored")
     assert {k: snap[k] for k in shared} == {k: summary[k] for k in shared}
+    assert snap["bytes_stored"] > 0  # what the new content took in packs: the guard reads it
     assert snap["bytes_total"] == summary["total_bytes"]
     # ... in the form the gateway accepts.
     accepted = JobReportIn.model_validate({k: v for k, v in final.items() if k != "uid"})
     assert accepted.state is JobState.PARTIAL and accepted.files_total == 42
     assert accepted.snapshot is not None and accepted.snapshot.files_total == 41
+    assert accepted.snapshot.bytes_stored == summary["bytes_stored"]
 
 
 def test_unreadable_paths_make_a_partial_job_and_a_missing_set_fails(

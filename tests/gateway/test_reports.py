@@ -261,6 +261,7 @@ def test_job_lifecycle(gateway: GatewayServer) -> None:
         "files_new": 3,
         "files_changed": 1,
         "bytes_added": 400,
+        "bytes_stored": 180,
     }
     missing = _put_job(client, uid, state="succeeded", snapshot=snapshot)
     assert missing.status_code == 400, missing.text
@@ -292,6 +293,7 @@ def test_job_lifecycle(gateway: GatewayServer) -> None:
         assert snap is not None
         assert snap.vault_snapshot_id == snap_id
         assert snap.bytes_added == 400 and snap.tags == ["continuous"]
+        assert snap.bytes_stored == 180
     # A late duplicate of the final report is fine; reopening or changing the outcome is not.
     assert _put_job(client, uid, state="partial", snapshot=snapshot).status_code == 200
     for later in ("running", "waiting_for_network", "succeeded"):

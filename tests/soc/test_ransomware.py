@@ -46,6 +46,8 @@ def _snapshot(
     hour: int,
     changed: int,
     bytes_added: int = 10_000,
+    bytes_stored: int | None = None,
+    bytes_total: int = 1_000_000,
 ) -> Snapshot:
     tenant_id, repo_id, set_id = ids
     with catalog.session() as session:
@@ -61,10 +63,11 @@ def _snapshot(
             started_at=T0 + timedelta(hours=hour),
             finished_at=T0 + timedelta(hours=hour, minutes=5),
             files_total=1000,
-            bytes_total=1_000_000,
+            bytes_total=bytes_total,
             files_new=changed // 2,
             files_changed=changed - changed // 2,
             bytes_added=bytes_added,
+            bytes_stored=bytes_stored,
         )
         session.add(snap)
         session.flush()
@@ -124,6 +127,38 @@ def test_normal_history_then_mass_change_raises_a_critical_alarm_and_holds(
         ("snapshot_hold.create", ransomware.ACTOR),
         ("snapshot_hold.release", OPERATOR),
     ]
+
+
+def _incompressible_after(catalog: Catalog, key: bytes, usual: int | None) -> Snapshot:
+    """Five quiet snapshots that stored `usual` bytes of their 4 MiB of new content (None:
+    not reported), then one as quiet whose new content did not compress at all."""
+    ids = _backup_set(catalog, key)
+    sizes = {"bytes_total": 1 << 30, "bytes_added": 4 << 20}
+    for hour in range(5):
+        quiet = _snapshot(catalog, ids, hour, 20, bytes_stored=usual, **sizes)
+        assert _guard(catalog, quiet) is None
+    return _snapshot(catalog, ids, 6, 20, bytes_stored=(4 << 20) + 4096, **sizes)
+
+
+def test_content_that_stops_compressing_raises_the_alarm_from_the_reported_sizes(
+    catalog: Catalog, key: bytes
+) -> None:
+    suspect = _incompressible_after(catalog, key, usual=2 << 20)  # it used to halve
+    verdict = _guard(catalog, suspect)
+    assert verdict is not None
+    assert verdict.reasons == ["new content stopped compressing (100% stored, usually 50%)"]
+    with catalog.session() as session:
+        alarm = session.get(Alarm, verdict.alarm_id)
+        assert alarm is not None and alarm.severity == Severity.CRITICAL
+        assert suspect.backup_set_id is not None
+        assert ransomware.held_snapshot_ids(session, suspect.backup_set_id) != set()
+
+
+def test_snapshots_without_stored_sizes_leave_the_compression_rule_out(
+    catalog: Catalog, key: bytes
+) -> None:
+    # A history from agents that did not send bytes_stored: nothing to compare with.
+    assert _guard(catalog, _incompressible_after(catalog, key, usual=None)) is None
 
 
 def test_busy_sets_short_histories_and_large_single_files(catalog: Catalog, key: bytes) -> None:

@@ -139,6 +139,7 @@ def report_body(
             "files_new": summary["files_new"],
             "files_changed": summary["files_changed"],
             "bytes_added": summary["bytes_added"],
+            "bytes_stored": summary["bytes_stored"],
         }
     return body
 

@@ -69,6 +69,7 @@ class ReportedSnapshot:
     files_new: int = 0
     files_changed: int = 0
     bytes_added: int = 0
+    bytes_stored: int | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ def _record_snapshot(
     row.files_new = snap.files_new
     row.files_changed = snap.files_changed
     row.bytes_added = snap.bytes_added
+    row.bytes_stored = snap.bytes_stored
     session.flush()
     return row
 

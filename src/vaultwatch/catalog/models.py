@@ -339,6 +339,9 @@ class Snapshot(TenantScoped, Base):
     files_new: Mapped[int] = mapped_column(BigInteger, default=0)
     files_changed: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_added: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the new content took in packs (compressed, encrypted); None from agents that
+    # do not report it. The ransomware guard compares it with bytes_added.
+    bytes_stored: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TrashState(enum.StrEnum):

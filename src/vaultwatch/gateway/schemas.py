@@ -276,6 +276,8 @@ class SnapshotIn(Strict):
     files_new: Count = 0
     files_changed: Count = 0
     bytes_added: Count = 0
+    bytes_stored: Count | None = None
+    """What the new content took in packs, compressed and encrypted (older agents omit it)."""
 
     def to_domain(self) -> ReportedSnapshot:
         """The catalog's form."""
@@ -291,6 +293,7 @@ class SnapshotIn(Strict):
             files_new=self.files_new,
             files_changed=self.files_changed,
             bytes_added=self.bytes_added,
+            bytes_stored=self.bytes_stored,
         )
 
 

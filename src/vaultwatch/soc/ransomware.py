@@ -9,9 +9,10 @@ Compared with the backup set's own recent history (the median of the last
   normally stays below `NORMAL_SHARE`, or
 - the share of bytes that are new content (``bytes_added / bytes_total``)
   jumps the same way (one large file, such as a database, encrypted), or
-- content that used to compress stops compressing, when the snapshot row
-  carries ``bytes_stored`` (stored bytes after compression for the new
-  content); without it this rule is skipped.
+- content that used to compress stops compressing: ``bytes_stored`` (what
+  the new content took in packs, compressed and encrypted, as the agent
+  reports it) against ``bytes_added``; snapshots from agents too old to
+  report it are left out of this rule.
 
 A suspect snapshot raises a CRITICAL ``ransomware.suspected`` alarm for the
 agent and backup set, and a `SnapshotHold` keeps every earlier snapshot of the
@@ -88,7 +89,7 @@ def _bytes_share(snap: Any) -> float | None:
 
 
 def _compression(snap: Any) -> float | None:
-    stored = getattr(snap, "bytes_stored", None)
+    stored = snap.bytes_stored
     if stored is None or snap.bytes_added < MIN_BYTES_FOR_COMPRESSION:
         return None
     return float(stored / snap.bytes_added)
