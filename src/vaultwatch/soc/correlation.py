@@ -1,7 +1,7 @@
 """Root cause and symptoms: an open alarm that something is down explains the alarms below it.
 
 A *root* is an open alarm of severity MAJOR or worse whose alert group says
-its entity is down or unreachable (`ROOT_GROUPS`). Every open alarm on an
+its entity is down or unreachable (`ROOT_ALERT_GROUPS`). Every open alarm on an
 entity *below* a root in the topology (a strict descendant) is its
 *symptom*: ``suppressed_by`` names the root and the journal says so. When
 several open roots sit above one alarm, the highest (farthest up) wins: a
@@ -29,8 +29,6 @@ from vaultwatch.catalog.soc_models import ROOT_ALERT_GROUPS, Alarm, AlarmJournal
 from vaultwatch.soc.alarms import RaisedAlarm
 from vaultwatch.soc.topology import MAX_DEPTH, _walk, ancestor_map
 
-#: Alert groups that say "this entity is down or unreachable": only these can be roots.
-ROOT_GROUPS: frozenset[str] = frozenset(ROOT_ALERT_GROUPS)
 ROOT_SEVERITY = Severity.MAJOR
 ACTOR = "system:correlation"
 

@@ -89,13 +89,20 @@ class IncidentRules:
     crisis_threshold: int = 5
     policy: str | None = escalation.DEFAULT_POLICY
 
-    def opens_incident(self, alarm: Alarm) -> bool:
-        """True for an open, unsuppressed, unsilenced alarm that is bad enough or an RPO breach."""
+    def opens_incident(self, alarm: Any) -> bool:
+        """True for an open, unsuppressed, unsilenced alarm that is bad enough or an RPO breach.
+
+        `alarm` is an Alarm or a row with its columns of the same names.
+        """
         if alarm.cleared_at is not None or alarm.suppressed_by is not None:
             return False
         if alarm.silence_id is not None:
             return False
-        return alarm.severity >= self.min_severity or alarm.alert_group in self.rpo_alert_groups
+        return self.bad_enough(alarm.severity, alarm.alert_group)
+
+    def bad_enough(self, severity: int, alert_group: str) -> bool:
+        """Severe enough for an incident, or an RPO breach whatever its severity."""
+        return severity >= self.min_severity or alert_group in self.rpo_alert_groups
 
 
 def incident_rules(extra: dict[str, Any]) -> IncidentRules:
@@ -357,7 +364,7 @@ def incidents_to_join(
     wanted = {
         identifier: _group_key(event.alert_group, event.tenant_id)
         for identifier, event in problems
-        if event.severity >= rules.min_severity or event.alert_group in rules.rpo_alert_groups
+        if rules.bad_enough(event.severity, event.alert_group)
     }
     if not wanted:
         return {}
@@ -400,14 +407,10 @@ def open_incidents_for(
         Alarm.suppressed_by,
         Alarm.silence_id,
     ).where(one_of(session, Alarm.id, candidates))
-    rpo_groups = rules.rpo_alert_groups
     rows = [
         row
         for row in session.execute(fetched.order_by(Alarm.id)).all()
-        if row.cleared_at is None
-        and row.suppressed_by is None
-        and row.silence_id is None
-        and (row.severity >= int(rules.min_severity) or row.alert_group in rpo_groups)
+        if rules.opens_incident(row)
     ]
     if joined_at_insert:
         _leave_incidents(session, set(joined_at_insert) - {row.id for row in rows})
