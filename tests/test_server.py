@@ -301,8 +301,9 @@ def test_run_enroll_backup_restore(data_dir: Path, tmp_path: Path) -> None:
 
         reader = Repository.open(GatewayStore(server.url, credential, ca), "pw")
         target = tmp_path / "restored"
-        restore(reader, reader.find_snapshot("latest"), target)
+        restored_result = restore(reader, reader.find_snapshot("latest"), target)
         reader.close()
+        assert not restored_result.errors, restored_result.errors
         restored = target / source.relative_to("/")
         assert (restored / "sub" / "data.bin").read_bytes() == (
             source / "sub" / "data.bin"

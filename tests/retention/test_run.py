@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 import blake3
+import pytest
 from sqlalchemy import select
 
 from tests.gateway.harness import upload
@@ -15,7 +17,10 @@ from vaultwatch.engine.check import PACK_RETIRED, check
 from vaultwatch.engine.manifest import Manifest
 from vaultwatch.engine.repository import Repository
 from vaultwatch.engine.retention_state import RETENTION_STATE, RetentionState
-from vaultwatch.retention.vault import pack_object
+from vaultwatch.engine.snapshot import Snapshot
+from vaultwatch.retention.run import VaultOutcome
+from vaultwatch.retention.suspects import SUSPECTS, Suspects
+from vaultwatch.retention.vault import pack_object, read_state
 
 
 def _four_snapshots(vault: ManagedVault) -> tuple[list[str], dict[str, dict[str, bytes]]]:
@@ -193,3 +198,55 @@ def test_snapshots_without_a_manifest_stop_collection(vault: ManagedVault) -> No
     assert outcome.collection == "skipped" and outcome.packs_trashed == 0
     assert any("no readable reference manifest" in m for m in outcome.messages)
     assert f"snapshots/{snap.id}" in vault.names("snapshots/")  # never judged blind
+
+
+def test_a_backup_running_during_a_run_keeps_its_packs_readable(
+    vault: ManagedVault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention runs after the backup's packs are stored and before its manifest is."""
+    earlier_files = random_files("a.bin")
+    earlier = vault.backup(earlier_files)
+    outcomes: list[VaultOutcome] = []
+    store_snapshot = vault.repo.save_snapshot
+
+    def retention_runs_first(snapshot: Snapshot) -> str:
+        outcomes.append(vault.run())
+        return store_snapshot(snapshot)
+
+    monkeypatch.setattr(vault.repo, "save_snapshot", retention_runs_first)
+    files = random_files("b.bin")
+    running = vault.backup(files)
+    (during,) = outcomes
+    assert during.packs_garbage > 0 and during.packs_unconfirmed == during.packs_garbage
+    assert during.packs_trashed == 0 and during.packs_waiting == 0
+    assert not read_state(vault.server()).doomed
+    # A fresh reader indexes every pack the finished snapshot needs.
+    assert vault.restored(running.id, "finished") == files
+    monkeypatch.undo()
+    after = vault.run()
+    assert after.packs_garbage == 0 and after.packs_unconfirmed == 0
+    assert SUSPECTS not in vault.names("retention/")
+    assert vault.restored(earlier.id, "earlier") == earlier_files
+
+
+def test_a_leftover_pack_is_collected_once_the_backups_seen_with_it_have_finished(
+    vault: ManagedVault,
+) -> None:
+    kept_files = random_files("a.bin")
+    kept = vault.backup(kept_files)
+    leftover = pack_object(os.urandom(32).hex())  # an interrupted backup's pack
+    with vault.repo.lock(exclusive=False, purpose="backup") as lock:
+        vault.server().put(leftover, os.urandom(4096))
+        first = vault.run()
+        assert first.packs_unconfirmed == 1 and first.packs_trashed == 0
+        groups = Suspects.from_json(vault.server().get(SUSPECTS)).groups
+        assert [sorted(g.locks) for g in groups] == [[lock.name]]
+        second = vault.run()  # the backup seen with it still runs: still only watched
+        assert second.packs_unconfirmed == 1 and second.packs_waiting == 0
+        assert leftover in vault.names("data/")
+    third = vault.run()
+    assert third.packs_trashed == 1 and third.packs_unconfirmed == 0
+    assert vault.names("data/") & {leftover} == set()
+    assert f"trash/{leftover}" in vault.names("trash/")
+    assert SUSPECTS not in vault.names("retention/")
+    assert vault.restored(kept.id, "kept") == kept_files

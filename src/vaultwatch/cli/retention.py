@@ -130,6 +130,10 @@ def _print_report(report: RetentionReport, *, show_kept: bool) -> None:
             )
             if vault.packs_waiting:
                 parts.append(f"{plural(vault.packs_waiting, 'pack')} announced, waiting")
+            if vault.packs_unconfirmed:
+                parts.append(
+                    f"{plural(vault.packs_unconfirmed, 'pack')} no snapshot names, watched"
+                )
         if vault.packs_restored:
             parts.append(f"{plural(vault.packs_restored, 'pack')} put back from the trash")
         if vault.objects_purged:

@@ -14,7 +14,10 @@ and an operator, never work on one vault at once):
    Garbage is first *announced* in ``retention/state``; it is moved to the
    trash only once every backup that held a lock at the announcement has
    finished (later backups read the announcement after taking their lock
-   and never deduplicate against it). Nothing is collected while any
+   and never deduplicate against it). Packs that only the snapshots
+   forgotten in this run named are announced at once; packs no manifest
+   names may be a running backup's, so they are watched first
+   (:mod:`vaultwatch.retention.suspects`). Nothing is collected while any
    snapshot has no readable manifest: what it needs is unknown.
 4. **Purge**: trash older than the grace period is deleted for good (a pack
    a kept snapshot needs is put back instead).
@@ -45,6 +48,7 @@ from vaultwatch.engine.manifest import Manifest
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.retention.policy import RetentionError, is_held, judge, set_policy
+from vaultwatch.retention.suspects import Suspects, read_suspects, write_suspects
 from vaultwatch.retention.vault import (
     ORPHAN_MANIFEST_AGE,
     VaultContents,
@@ -153,6 +157,8 @@ class VaultOutcome:
     packs_trashed: int = 0
     bytes_trashed: int = 0
     packs_waiting: int = 0
+    packs_unconfirmed: int = 0
+    """Packs no manifest names that a later run announces if they stay unused."""
     packs_restored: int = 0
     objects_purged: int = 0
     bytes_purged: int = 0
@@ -311,10 +317,13 @@ class _Run:
             self._progress(self.target.tenant, text)
 
     def run(self) -> None:
+        # Before the manifests are read: a writer gone by now stored its manifest before.
+        live_at_start = set(live_locks(self.store))
         contents = read_contents(self.store)
         removed = self.forget(contents)
         kept = {sid: m for sid, m in contents.live.items() if sid not in removed}
         refs = self.references(kept, contents)
+        released = {p for sid in removed for p in contents.live[sid].packs} - refs
         trashed = self.trashed_rows()
         self.rescue(trashed, refs)
         blocked = self.blocking(contents)
@@ -322,7 +331,7 @@ class _Run:
             self.outcome.collection = "skipped"
             self.outcome.messages.append(blocked)
         else:
-            self.collect(contents, refs)
+            self.collect(contents, refs, released, live_at_start)
         self.purge(trashed, refs, blocked=bool(blocked))
         if not self.options.dry_run:
             self.record()
@@ -452,19 +461,43 @@ class _Run:
             "need is unknown"
         )
 
-    def collect(self, contents: VaultContents, refs: set[str]) -> None:
+    def collect(
+        self,
+        contents: VaultContents,
+        refs: set[str],
+        released: set[str],
+        live_at_start: set[str],
+    ) -> None:
+        """Announce garbage, then trash what every backup running at its announcement left alone.
+
+        Packs only the snapshots forgotten in this run named are announced at
+        once; packs no manifest ever named may belong to a backup still
+        running, so they are announced only once :mod:`suspects` confirms them.
+        """
         garbage = {p for p in contents.packs if p not in refs}
         self.outcome.packs_garbage = len(garbage)
         self.outcome.bytes_garbage = sum(contents.packs[p] for p in garbage)
-        if self.options.dry_run or (not garbage and not read_state(self.store).doomed):
+        if self.options.dry_run:
             self.outcome.collection = "done" if not garbage else "would collect"
             return
-        self.phase("collecting unused data")
         state = read_state(self.store)
+        watched = read_suspects(self.store)
+        now_live = set(live_locks(self.store))
+        confirmed, suspects = watched.sift(
+            garbage - released - state.doomed, live_at_start, now_live
+        )
+        if suspects != watched:
+            write_suspects(self.store, suspects, self.now)
+        self.outcome.packs_unconfirmed = len(suspects.packs)
+        if not (released | confirmed) and not state.doomed:
+            if suspects.groups:
+                self.outcome.messages.append(self._unconfirmed_message(suspects))
+            return
+        self.phase("collecting unused data")
         still = state.doomed & garbage
-        alive = set(state.waiting_for_locks) & set(live_locks(self.store))
+        alive = set(state.waiting_for_locks) & now_live
         to_trash = set() if alive else still
-        fresh = garbage - state.doomed
+        fresh = (released | confirmed) - state.doomed
         waiting = alive
         if fresh:
             state.doomed = still | fresh
@@ -491,6 +524,15 @@ class _Run:
                 f"{len(state.doomed)} unused packs wait for {len(waiting)} backups that were "
                 "running when they were announced; the next run collects them"
             )
+        if suspects.groups:
+            self.outcome.messages.append(self._unconfirmed_message(suspects))
+
+    @staticmethod
+    def _unconfirmed_message(suspects: Suspects) -> str:
+        return (
+            f"{len(suspects.packs)} packs no snapshot names yet are watched: a run after the "
+            "backups running when they were first seen have finished collects those still unused"
+        )
 
     # -- 4. purge ---------------------------------------------------------------------------------
 
