@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -118,6 +122,85 @@ def test_queue_overflow_asks_for_a_rescan(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert not watcher.failed
+
+
+IN_ACCESS, IN_CLOSE_NOWRITE, IN_OPEN = 0x1, 0x10, 0x20
+IN_MODIFY, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE = 0x2, 0x8, 0x100, 0x200
+IN_MOVED_FROM, IN_MOVED_TO = 0x40, 0x80
+
+
+def inotify_masks() -> list[int]:
+    """The event mask of every inotify watch this process holds, as the kernel reports it."""
+    masks = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:inotify":
+                continue
+            info = (Path("/proc/self/fdinfo") / fd.name).read_text()
+        except OSError:
+            continue
+        masks += [int(m, 16) for m in re.findall(r"^inotify .*\bmask:([0-9a-f]+)", info, re.M)]
+    return masks
+
+
+def test_the_kernel_is_asked_for_changes_only_never_for_reads(tmp_path: Path) -> None:
+    (tmp_path / "srv" / "sub").mkdir(parents=True)
+    (tmp_path / "one.conf").write_text("a=1")
+    sets = [
+        BackupSetConfig("www", [str(tmp_path / "srv")], "continuous"),
+        BackupSetConfig("conf", [str(tmp_path / "one.conf")], "continuous"),
+    ]
+    before = len(inotify_masks())
+    watcher = Watcher(sets, Events().notify, Events().overflow, ignored=[])
+    watcher.start()
+    try:
+        masks = inotify_masks()
+        assert len(masks) - before >= 3  # srv, srv/sub and the single file's directory
+        changes = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
+        for mask in masks[before:]:
+            assert mask & (IN_ACCESS | IN_OPEN | IN_CLOSE_NOWRITE) == 0, hex(mask)
+            assert mask & changes == changes, hex(mask)
+    finally:
+        watcher.stop()
+
+
+def test_reading_more_files_than_the_kernel_queue_holds_loses_no_event(tmp_path: Path) -> None:
+    # A backup reads every changed file and lists every directory. With open and
+    # close-without-write in the mask, that alone overflowed the queue on a large tree.
+    queue = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    files = [tmp_path / f"f{i:06d}" for i in range(queue + 100)]
+    for f in files:
+        f.write_bytes(b"x")
+    events = Events()
+    watcher = Watcher(
+        [BackupSetConfig("www", [str(tmp_path)], "continuous")],
+        events.notify,
+        events.overflow,
+        ignored=[],
+    )
+    watcher.start()
+    interval = sys.getswitchinterval()
+    try:
+        time.sleep(0.2)
+        # Another process reads every file (two events each with reads in the mask: twice
+        # the queue) while this one keeps the GIL, as a busy agent does: the watcher's
+        # thread cannot drain the kernel's queue meanwhile.
+        sys.setswitchinterval(2.0)
+        reader = subprocess.Popen(
+            ["cat", *(f.name for f in files)], cwd=tmp_path, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            pass
+        sys.setswitchinterval(interval)
+        assert reader.wait(timeout=30) == 0
+        assert events.settle(1.0) == []
+        assert events.overflows == 0
+        files[0].write_bytes(b"changed")  # and a change still arrives
+        assert events.wait_for(1)
+    finally:
+        sys.setswitchinterval(interval)
+        watcher.stop()
 
 
 def test_unwatchable_path_is_left_to_rescans(tmp_path: Path) -> None:
