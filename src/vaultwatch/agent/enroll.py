@@ -41,7 +41,7 @@ EXAMPLE_SETS = """
 # mode = "continuous"          # change events, debounced; plus a full rescan
 # excludes = ["*.tmp", "/srv/www/cache"]
 # quiet = "2s"                 # wait for this much calm after a change ...
-# max_delay = "10s"            # ... but never longer than this
+# max_delay = "4s"             # ... but never longer than this
 # rescan = "1h"
 #
 # [[backup_set]]
