@@ -49,7 +49,7 @@ def test_check_config_lists_sets(tmp_path: Path) -> None:
         app, ["agent", "check-config", "--config", str(write_config(tmp_path, good))]
     )
     assert result.exit_code == 0, result.output
-    assert f"www: {www} - continuous (quiet 2s, max delay 10s, rescan 3600s)" in result.output
+    assert f"www: {www} - continuous (quiet 2s, max delay 4s, rescan 3600s)" in result.output
     assert f"db: {db} - at 02:30" in result.output
     assert "vwa_secret" not in result.output
 

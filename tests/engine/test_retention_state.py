@@ -1,4 +1,4 @@
-"""Readers follow the service's retention: announced or removed packs are not indexed."""
+"""Readers follow the service's retention: removed packs are not indexed, announced ones only read."""
 
 from __future__ import annotations
 
@@ -46,11 +46,19 @@ def test_doomed_and_missing_packs_are_left_out_of_the_index(
     state = RetentionState(generation=3, doomed={pack_a.hex()})
     store.put(RETENTION_STATE, state.to_json())
     reader = reopen(repo_path)
-    assert reader.lookup(blob_a) is None  # announced: nothing may deduplicate against it
-    assert reader.lookup(blob_b) is not None
+    reader.load_index()
+    # Announced: nothing may deduplicate against it...
+    assert not reader.has_blob(blob_a) and reader.stored_blobs([blob_a, blob_b]) == {blob_b}
+    assert reader.has_blob(blob_b)
     assert reader.retention_generation == 3
     assert pack_a in reader.removed_packs
     assert reader.unindexed_packs() == []  # and it is not "adopted" as a leftover either
+    # ...but while it is stored, a snapshot that still needs it reads from it (a backup
+    # that was running at the announcement), and a copy that is not doomed comes first.
+    doomed_copy = reader.lookup(blob_a)
+    assert doomed_copy is not None and doomed_copy.pack_id == pack_a
+    assert set(reader.lookup_many([blob_a, blob_b])) == {blob_a, blob_b}
+    assert a.read_bytes().startswith(reader.load_blob(blob_a))
 
     # Once the pack is gone from data/, it stays out even when no longer announced.
     store.put(RETENTION_STATE, RetentionState(generation=4).to_json(), overwrite=True)

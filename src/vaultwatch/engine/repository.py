@@ -45,7 +45,7 @@ from vaultwatch.engine.pack import (
     pack_sealer,
     read_trailer,
 )
-from vaultwatch.engine.retention_state import read_retention_state, usable_packs
+from vaultwatch.engine.retention_state import read_retention_state, split_packs
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.engine.tree import Tree
 from vaultwatch.store.base import Store
@@ -128,6 +128,8 @@ class Repository:
         self.master = master
         self.slot = slot
         self.index = BlobIndex()
+        self.doomed_index = BlobIndex()
+        """Blobs only in doomed packs still stored: readable, never deduplicated against."""
         self.index_lock = threading.Lock()
         self._index_loaded = False
         self._index_files: list[str] = []
@@ -289,24 +291,28 @@ class Repository:
         """Read every index file (in parallel: each is a separate object).
 
         In a vault whose service removed packs (``retention/state``), packs
-        it removed or announced are left out: nothing may deduplicate
-        against them, and a duplicated blob is read from a copy still stored.
+        it removed are left out and packs it announced go to
+        ``doomed_index``: nothing may deduplicate against them, and a
+        duplicated blob is read from a copy that is not doomed.
         """
         if self._index_loaded and not reload:
             return
-        index = BlobIndex()
+        index, doomed_index = BlobIndex(), BlobIndex()
         state = read_retention_state(self.store)
-        usable = usable_packs(self.store, state) if state is not None else None
+        usable, doomed = split_packs(self.store, state) if state is not None else (None, set())
         names = [o.name for o in self.store.list("index/")]
         listed: set[bytes] = set()
         with ThreadPoolExecutor(max_workers=4) as pool:
             payloads = pool.map(lambda n: (n, self.load_file("index", n)), names)
             for name, payload in payloads:
                 listed.update(index.load_file(payload, name, usable))
+                if doomed:
+                    doomed_index.load_file(payload, name, doomed)
         self.retention_generation = state.generation if state is not None else 0
         self.removed_packs = listed - usable if usable is not None else set()
         with self.index_lock:
             self.index = index
+            self.doomed_index = doomed_index
             self._index_files = names
             self._index_loaded = True
 
@@ -315,6 +321,7 @@ class Repository:
         with self.index_lock:
             self._index_loaded = False
             self.index = BlobIndex()
+            self.doomed_index = BlobIndex()
 
     @property
     def index_files(self) -> list[str]:
@@ -374,16 +381,22 @@ class Repository:
             return bid in self.index
 
     def lookup(self, bid: bytes) -> BlobLocation | None:
-        """Where the blob lives (the index is loaded on first use)."""
+        """Where the blob lives (the index is loaded on first use); a doomed copy last."""
         self.load_index()
         with self.index_lock:
-            return self.index.lookup(bid)
+            found = self.index.lookup(bid)
+            return found if found is not None else self.doomed_index.lookup(bid)
 
     def lookup_many(self, blob_ids: Iterable[bytes]) -> dict[bytes, BlobLocation]:
-        """Where each of many blobs lives (missing ones left out)."""
+        """Where each of many blobs lives (missing ones left out); doomed copies last."""
         self.load_index()
         with self.index_lock:
-            return self.index.lookup_many(blob_ids)
+            if not len(self.doomed_index):
+                return self.index.lookup_many(blob_ids)
+            wanted = list(blob_ids)
+            found = self.index.lookup_many(wanted)
+            found.update(self.doomed_index.lookup_many(b for b in wanted if b not in found))
+            return found
 
     def stored_blobs(self, blob_ids: Iterable[bytes]) -> set[bytes]:
         """Which of these blobs an indexed pack holds."""

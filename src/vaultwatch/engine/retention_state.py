@@ -4,9 +4,10 @@ In a managed vault the service (which holds no key) removes packs that no
 kept snapshot needs. Index files are encrypted, so it cannot take those packs
 out of them: instead it announces the packs it is about to remove here
 (``doomed``) and bumps ``generation`` whenever it does. Readers drop index
-entries of doomed packs and of packs gone from ``data/``, so a backup never
-deduplicates against data that is (about to be) removed and a restore picks
-a copy of a duplicated blob that is still stored.
+entries of packs gone from ``data/`` and keep doomed ones apart, so a backup
+never deduplicates against data that is (about to be) removed and a restore
+picks a copy of a duplicated blob that is not doomed, reading a doomed pack
+only when no other copy exists.
 
 The object is plaintext JSON written only by the service (agents cannot
 write it: the gateway's layout does not allow ``retention/``).
@@ -85,6 +86,16 @@ def present_packs(store: Store) -> set[bytes]:
     return present
 
 
-def usable_packs(store: Store, state: RetentionState) -> set[bytes]:
-    """The packs readers may index: those in ``data/`` that are not doomed."""
-    return {p for p in present_packs(store) if p.hex() not in state.doomed}
+def split_packs(store: Store, state: RetentionState) -> tuple[set[bytes], set[bytes]]:
+    """The packs in ``data/``: those not doomed, and those doomed but still stored.
+
+    Nothing may deduplicate against a doomed pack, but a snapshot whose
+    backup was running at the announcement may still need one (the next run
+    sees its manifest and withdraws the pack), so readers keep those as a
+    last resort.
+    """
+    usable: set[bytes] = set()
+    doomed: set[bytes] = set()
+    for pack in present_packs(store):
+        (doomed if pack.hex() in state.doomed else usable).add(pack)
+    return usable, doomed
