@@ -42,6 +42,16 @@ class Events:
         return out
 
 
+def watch_one_set(root: Path, events: Events) -> Watcher:
+    """A watcher (not started) of one continuous set protecting ``root``."""
+    return Watcher(
+        [BackupSetConfig("www", [str(root)], "continuous")],
+        events.notify,
+        events.overflow,
+        ignored=[],
+    )
+
+
 def test_change_filter(tmp_path: Path) -> None:
     root = str(tmp_path / "srv")
     f = ChangeFilter([root], ["*.tmp", f"{root}/cache"], [f"{root}/state"])
@@ -106,12 +116,7 @@ def test_watcher_sees_changes_but_not_reads(tmp_path: Path) -> None:
 
 def test_queue_overflow_asks_for_a_rescan(tmp_path: Path) -> None:
     events = Events()
-    watcher = Watcher(
-        [BackupSetConfig("www", [str(tmp_path)], "continuous")],
-        events.notify,
-        events.overflow,
-        ignored=[],
-    )
+    watcher = watch_one_set(tmp_path, events)
     watcher.start()
     try:
         # What watchdog logs when the kernel drops events.
@@ -172,12 +177,7 @@ def test_reading_more_files_than_the_kernel_queue_holds_loses_no_event(tmp_path:
     for f in files:
         f.write_bytes(b"x")
     events = Events()
-    watcher = Watcher(
-        [BackupSetConfig("www", [str(tmp_path)], "continuous")],
-        events.notify,
-        events.overflow,
-        ignored=[],
-    )
+    watcher = watch_one_set(tmp_path, events)
     watcher.start()
     interval = sys.getswitchinterval()
     try:

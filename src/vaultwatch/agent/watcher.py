@@ -181,17 +181,14 @@ class Watcher:
             handler = _Handler(s.name, ChangeFilter(s.paths, s.excludes, self.ignored), self.notify)
             for path in s.paths:
                 try:
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        self.observer.schedule(
-                            handler, path, recursive=True, event_filter=CHANGE_EVENT_CLASSES
-                        )
-                    else:  # a single file: watch its directory, the filter keeps just the file
-                        self.observer.schedule(
-                            handler,
-                            os.path.dirname(path),
-                            recursive=False,
-                            event_filter=CHANGE_EVENT_CLASSES,
-                        )
+                    # A single file: watch its directory, the filter keeps just the file.
+                    tree = os.path.isdir(path) and not os.path.islink(path)
+                    self.observer.schedule(
+                        handler,
+                        path if tree else os.path.dirname(path),
+                        recursive=tree,
+                        event_filter=CHANGE_EVENT_CLASSES,
+                    )
                 except OSError as exc:
                     self.failed.append(path)
                     log.warning(

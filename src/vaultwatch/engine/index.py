@@ -237,10 +237,12 @@ class BlobIndex:
         self, payload: bytes, name: str, only: AbstractSet[bytes] | None = None
     ) -> list[bytes]:
         """Merge one decrypted index file (only the packs in ``only``, if given); returns the pack ids it lists."""
-        try:
-            raw = zstandard.ZstdDecompressor().decompress(payload)
-        except (zstandard.ZstdError, MemoryError) as exc:  # a damaged header can claim any size
-            raise IntegrityError(f"index {name} is not valid zstd: {exc}") from None
+        return self.load_plain(index_plaintext(payload, name), name, only)
+
+    def load_plain(
+        self, raw: bytes, name: str, only: AbstractSet[bytes] | None = None
+    ) -> list[bytes]:
+        """:meth:`load_file` of an index file already decompressed (one file, several indexes)."""
         if raw[:4] != INDEX_MAGIC or raw[4:5] != b"\x01":
             raise IntegrityError(f"index {name} has a bad header")
         try:
@@ -273,6 +275,14 @@ class BlobIndex:
         if len(run):
             self._add_run(run)
         return [pid for pid, _ in packs]
+
+
+def index_plaintext(payload: bytes, name: str) -> bytes:
+    """A decrypted index file, decompressed."""
+    try:
+        return zstandard.ZstdDecompressor().decompress(payload)
+    except (zstandard.ZstdError, MemoryError) as exc:  # a damaged header can claim any size
+        raise IntegrityError(f"index {name} is not valid zstd: {exc}") from None
 
 
 def encode_index(packs: Iterable[PackListing]) -> bytes:

@@ -33,7 +33,13 @@ from vaultwatch.engine.errors import (
     SnapshotNotFoundError,
 )
 from vaultwatch.engine.ids import blob_id, content_hash
-from vaultwatch.engine.index import BlobIndex, BlobLocation, PackListing, encode_index
+from vaultwatch.engine.index import (
+    BlobIndex,
+    BlobLocation,
+    PackListing,
+    encode_index,
+    index_plaintext,
+)
 from vaultwatch.engine.lock import RepositoryLock, locked
 from vaultwatch.engine.manifest import manifest_name
 from vaultwatch.engine.memory import ThreadBuffers
@@ -305,9 +311,10 @@ class Repository:
         with ThreadPoolExecutor(max_workers=4) as pool:
             payloads = pool.map(lambda n: (n, self.load_file("index", n)), names)
             for name, payload in payloads:
-                listed.update(index.load_file(payload, name, usable))
+                raw = index_plaintext(payload, name)  # decompressed once for both indexes
+                listed.update(index.load_plain(raw, name, usable))
                 if doomed:
-                    doomed_index.load_file(payload, name, doomed)
+                    doomed_index.load_plain(raw, name, doomed)
         self.retention_generation = state.generation if state is not None else 0
         self.removed_packs = listed - usable if usable is not None else set()
         with self.index_lock:

@@ -48,7 +48,7 @@ from vaultwatch.engine.manifest import Manifest
 from vaultwatch.engine.snapshot import Snapshot
 from vaultwatch.errors import VaultwatchError
 from vaultwatch.retention.policy import RetentionError, is_held, judge, set_policy
-from vaultwatch.retention.suspects import Suspects, read_suspects, write_suspects
+from vaultwatch.retention.suspects import read_suspects, write_suspects
 from vaultwatch.retention.vault import (
     ORPHAN_MANIFEST_AGE,
     VaultContents,
@@ -489,9 +489,13 @@ class _Run:
         if suspects != watched:
             write_suspects(self.store, suspects, self.now)
         self.outcome.packs_unconfirmed = len(suspects.packs)
+        if suspects.groups:
+            self.outcome.messages.append(
+                f"{self.outcome.packs_unconfirmed} packs no snapshot names yet are watched: a run "
+                "after the backups running when they were first seen have finished collects "
+                "those still unused"
+            )
         if not (released | confirmed) and not state.doomed:
-            if suspects.groups:
-                self.outcome.messages.append(self._unconfirmed_message(suspects))
             return
         self.phase("collecting unused data")
         still = state.doomed & garbage
@@ -524,15 +528,6 @@ class _Run:
                 f"{len(state.doomed)} unused packs wait for {len(waiting)} backups that were "
                 "running when they were announced; the next run collects them"
             )
-        if suspects.groups:
-            self.outcome.messages.append(self._unconfirmed_message(suspects))
-
-    @staticmethod
-    def _unconfirmed_message(suspects: Suspects) -> str:
-        return (
-            f"{len(suspects.packs)} packs no snapshot names yet are watched: a run after the "
-            "backups running when they were first seen have finished collects those still unused"
-        )
 
     # -- 4. purge ---------------------------------------------------------------------------------
 
