@@ -12,6 +12,11 @@ Speed: blobs are fetched pack by pack (one ranged read per pack) by a thread
 pool and written with pwrite at their offsets; all-zero chunks are not written
 at all, so sparse files stay sparse.
 
+Memory: the snapshot is walked depth first and its files are planned, written
+and given their metadata a batch at a time (``_BATCH_FILES``), reading only the
+next trees of the walk ahead. A restore holds one batch's plans, the trees near
+the walk's position and a few bytes per directory, not a node per file.
+
 Resuming: a file already present with the snapshot's size and mtime was
 finished by an earlier run and is left alone; any other existing file is
 compared chunk by chunk and only the chunks that differ are rewritten.
@@ -58,6 +63,11 @@ from vaultwatch.engine.tree import (
 _ZEROS = bytes(16 * 1024 * 1024)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
 _METADATA_BATCH = 256
+# Files planned, written and finished together: a restore holds one batch's plans and
+# nodes, not the snapshot's (the memory a file costs is paid once per batch).
+_BATCH_FILES = 8192
+_BATCH_CHUNKS = 65536
+_TREE_LOOKAHEAD = 256  # trees read together (each of their packs once) while walking
 LOCAL_SPAN = 2 * 1024 * 1024
 _PROGRESS_STEP = 1024 * 1024  # bytes written between progress updates (one lock each)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -223,9 +233,15 @@ class _Restore:
         self.others: list[tuple[bytes, Node]] = []
         self._inode_first: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
-        self.trees: dict[bytes, Tree | IntegrityError] = {}
         self.locations: dict[bytes, BlobLocation] = {}
         self._wanted_files: list[tuple[bytes, Node, bool]] = []  # path, node, in a new directory
+        self._wanted_chunks = 0
+        self._on_the_way: list[tuple[list[bytes], Node]] = []  # unselected dirs above includes
+        self._damaged: set[bytes] = set()  # files removed as damaged (hard links to them fail)
+        self.planned = 0  # entries of every kind planned: none means the includes matched nothing
+        self.planned_bytes = 0
+        self.planned_files = 0
+        self.grow_totals = True  # add each file to the progress totals as it is planned
         self.full: OSError | None = None
         """The first write that found the target full; set, the writers stop."""
 
@@ -255,32 +271,53 @@ class _Restore:
             "run the same restore again, it continues where it stopped"
         )
 
-    # -- planning -------------------------------------------------------------------
+    # -- walking and planning ---------------------------------------------------------
 
-    def prefetch_trees(self, root: bytes) -> None:
-        """Load every tree a level at a time, each tree pack read once, before planning."""
-        level = [root]
-        while level:
-            loaded = self.repo.load_trees(level, workers=self.workers)
-            self.trees.update(loaded)
-            level = list(
-                dict.fromkeys(
-                    n.subtree
-                    for t in loaded.values()
-                    if isinstance(t, Tree)
-                    for n in t.nodes
-                    if n.subtree is not None and n.subtree not in self.trees
-                )
-            )
+    def run(self, root: bytes) -> None:
+        """Walk the snapshot depth first, restoring the files a batch at a time.
 
-    def plan(self, tree_id: bytes, rel: list[bytes], all_in: bool) -> None:
-        """Plan a directory's entries; ``all_in``: an include pattern took the directory whole."""
-        tree = self.trees.get(tree_id)
-        if tree is None:
-            tree = self.trees[tree_id] = self.repo.load_tree(tree_id)
+        Only the trees still to be visited near the walk's position are held
+        (read ahead, each tree pack once per read), so memory follows the
+        batch and the directory depth, not the number of files.
+        """
+        stack: list[tuple[bytes, list[bytes], bool]] = [(root, [], False)]
+        loaded: dict[bytes, Tree | IntegrityError] = {}
+        while stack:
+            tree_id, rel, all_in = stack.pop()
+            tree = loaded.pop(tree_id, None)
+            if tree is None:
+                tree = self._read_ahead(tree_id, stack, loaded)
+            stack.extend(reversed(self.plan(tree, rel, all_in)))
+        self.restore_batch()
+        for rel, node in self._on_the_way:
+            made = self.dirs.existing(rel)
+            if made is not None:
+                self.dir_nodes.append((made, node))
+                self.result.dirs += 1
+
+    def _read_ahead(
+        self,
+        tree_id: bytes,
+        stack: list[tuple[bytes, list[bytes], bool]],
+        loaded: dict[bytes, Tree | IntegrityError],
+    ) -> Tree | IntegrityError:
+        """Read ``tree_id`` with the next trees the walk will visit (the stack's top)."""
+        upcoming = (entry[0] for entry in reversed(stack[-_TREE_LOOKAHEAD:]))
+        wanted = list(dict.fromkeys([tree_id, *(t for t in upcoming if t not in loaded)]))
+        loaded.update(self.repo.load_trees(wanted, workers=self.workers))
+        return loaded.pop(tree_id)
+
+    def plan(
+        self, tree: Tree | IntegrityError, rel: list[bytes], all_in: bool
+    ) -> list[tuple[bytes, list[bytes], bool]]:
+        """Plan a directory's entries; the subdirectories to walk, in order.
+
+        ``all_in``: an include pattern took the directory whole.
+        """
         if isinstance(tree, IntegrityError):
             self.error(os.path.join(self.target, *rel), f"directory not restored: {tree}")
-            return
+            return []
+        subdirs: list[tuple[bytes, list[bytes], bool]] = []
         for node in tree.nodes:
             try:
                 name = check_name(node.name)
@@ -296,11 +333,8 @@ class _Restore:
                     # restic: a directory on the way to included entries is made only when
                     # something below it is restored, and then counted and given its metadata
                     if node.subtree is not None and self.selector.child_may_be_included(child):
-                        self.plan(node.subtree, child, False)
-                        made = self.dirs.existing(child)
-                        if made is not None:
-                            self.dir_nodes.append((made, node))
-                            self.result.dirs += 1
+                        subdirs.append((node.subtree, child, False))
+                        self._on_the_way.append((child, node))
                     continue
                 try:
                     path = self.dirs.ensure(child)
@@ -312,9 +346,10 @@ class _Restore:
                     self.error(os.path.join(self.target, *child), str(exc))
                     continue
                 if node.subtree is not None:
-                    self.plan(node.subtree, child, True)
+                    subdirs.append((node.subtree, child, True))
                 self.dir_nodes.append((path, node))
                 self.result.dirs += 1
+                self.planned += 1
                 continue
             if not selected:
                 continue
@@ -324,6 +359,7 @@ class _Restore:
                 self.error(os.path.join(self.target, *child), str(exc))
                 continue
             path = child_path(parent, name)
+            self.planned += 1
             if node.type == FILE:
                 key = (node.device, node.inode)
                 if node.links > 1 and node.inode and key in self._inode_first:
@@ -331,14 +367,28 @@ class _Restore:
                     continue
                 if node.links > 1 and node.inode:
                     self._inode_first[key] = path
-                self.progress.add_total(node.size, 1)
+                self.planned_bytes += node.size
+                self.planned_files += 1
+                if self.grow_totals:
+                    self.progress.add_total(node.size, 1)
                 self._wanted_files.append((path, node, parent in self.dirs.created))
+                self._wanted_chunks += len(node.content)
+                if len(self._wanted_files) >= _BATCH_FILES or self._wanted_chunks >= _BATCH_CHUNKS:
+                    self.restore_batch()  # even inside a directory of a million files
             else:
                 self.others.append((path, node))
+        return subdirs
 
-    def release_plan_inputs(self) -> None:
-        """Drop what only planning needed, so writing runs with less memory."""
+    def restore_batch(self) -> None:
+        """Restore the files planned so far, then let their plans and nodes go."""
+        self.resolve_files()
         self._wanted_files = []
+        self._wanted_chunks = 0
+        self.write_files()
+        self.finish_files()
+        if self.options.verify:
+            self.verify()
+        self.files, self.links, self.others = [], [], []
 
     def resolve_files(self) -> None:
         """Find every file's chunks (one vectorised index search) and what existing files lack."""
@@ -493,13 +543,15 @@ class _Restore:
             with self._lock:
                 self.result.bytes_written += written
 
-    def finish(self) -> None:
+    def finish_files(self) -> None:
+        """The batch's files: damaged ones removed, metadata set, hard links and specials made."""
         done = []
         for plan in self.files:
             if plan.damaged:
                 with contextlib.suppress(OSError):
                     os.unlink(plan.path)
                 self.error(plan.path, f"not restored: {plan.damaged}")
+                self._damaged.add(plan.path)
                 continue
             if plan.rewritten:
                 self.result.files_restored += 1
@@ -511,9 +563,8 @@ class _Restore:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="metadata") as pool:
             for _ in pool.map(self._metadata_of, batches):
                 pass
-        damaged = {p.path for p in self.files if p.damaged}
         for source, path, _node in self.links:
-            if source in damaged:
+            if source in self._damaged:
                 self.error(path, "not restored: its hard link source is damaged")
                 continue
             try:
@@ -528,6 +579,9 @@ class _Restore:
                 self.error(path, f"cannot link: {exc.strerror}")
         for path, node in self.others:
             self._special(path, node)
+
+    def finish_dirs(self) -> None:
+        """Directories' metadata, deepest first, once nothing more is written inside them."""
         for path, node in sorted(self.dir_nodes, key=lambda item: -item[0].count(b"/")):
             self._metadata(path, node)
 
@@ -539,11 +593,11 @@ class _Restore:
         concurrent writer would show here).
         """
         plans = [p for p in self.files if not p.damaged]
+        paths = [(p.path, p.node) for p in plans] + [(path, node) for _, path, node in self.links]
         lengths = {
             bid: loc.raw_length
-            for bid, loc in self.repo.lookup_many(b for p in plans for b in p.node.content).items()
+            for bid, loc in self.repo.lookup_many(b for _, n in paths for b in n.content).items()
         }
-        paths = [(p.path, p.node) for p in plans] + [(path, node) for _, path, node in self.links]
         failed: set[bytes] = {os.fsencode(e.path) for e in self.result.errors}
         with ThreadPoolExecutor(self.workers, thread_name_prefix="verify") as pool:
             for path, problem in pool.map(
@@ -627,32 +681,36 @@ def restore(
     target_is_new = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     target_is_new = target_is_new or not any(target.iterdir())
-    with rare_young_collections(repo.store.leaves_no_cycles):
+    with rare_young_collections(repo.store.leaves_no_cycles), short_gil_slices():
         repo.load_index()
         run = _Restore(
             repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new
         )
-        progress.phase = "planning"
-        run.prefetch_trees(snapshot.tree)
-        run.plan(snapshot.tree, [], False)
-        run.resolve_files()
-        run.trees.clear()  # planned: the trees are no longer needed, free them before writing
-        run.release_plan_inputs()
-        if options.includes and not (run.files or run.dir_nodes or run.others or run.links):
+        estimate = None if options.includes or options.excludes else _summary_totals(snapshot)
+        if estimate is not None:  # the bar's length from the start; corrected once walked
+            progress.add_total(*estimate)
+            run.grow_totals = False
+        progress.phase = "restoring"
+        run.run(snapshot.tree)
+        if options.includes and not run.planned:
             raise EngineError(
                 "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
             )
-        with short_gil_slices():
-            progress.phase = "restoring"
-            run.write_files()
-            progress.phase = "setting metadata"
-            run.finish()
-            if options.verify:
-                progress.phase = "verifying"
-                run.verify()
+        if estimate is not None:
+            progress.add_total(run.planned_bytes - estimate[0], run.planned_files - estimate[1])
+        progress.phase = "setting metadata"
+        run.finish_dirs()
     run.result.duration = time.monotonic() - started
     progress.phase = "done"
     return run.result
+
+
+def _summary_totals(snapshot: Snapshot) -> tuple[int, int] | None:
+    """(bytes, files) the snapshot's summary counts, if it has them: the restore's first totals."""
+    try:
+        return int(snapshot.summary["total_bytes"]), int(snapshot.summary["files_total"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node:
