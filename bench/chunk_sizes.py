@@ -46,7 +46,7 @@ BENCH_KDF = KdfParams(1, 8192, 1)
 PROJECTED_BYTES = 10**12
 INDEX_BUDGET = GIB
 # The compact index keeps one ENTRY_DTYPE row per blob (49 bytes: id, type, pack, offset,
-# length, raw length); the pack table and the small dict of recent additions are extra.
+# length, raw length); the pack table is extra.
 ENTRY_BYTES = ENTRY_DTYPE.itemsize
 SPEED_TOLERANCE = 0.10
 SUBDIR = "chunk-sizes"

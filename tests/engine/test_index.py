@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import math
 import struct
@@ -26,7 +27,7 @@ from vaultwatch.engine.index import (
     PackListing,
     encode_index,
 )
-from vaultwatch.engine.pack import DATA, TREE, PackEntry
+from vaultwatch.engine.pack import DATA, TREE, PackEntry, PackTable
 
 # Ids that NumPy's "S32" dtype would mangle (trailing NULs) or that sort at the edges.
 TRICKY_IDS = [
@@ -114,7 +115,7 @@ class IndexMachine(RuleBasedStateMachine):
 
     @rule()
     def iterate_entries(self) -> None:
-        """entries() flushes the pending dict into a run; every yielded row is a real location."""
+        """Every yielded row is a real location, and every indexed blob is yielded."""
         seen: dict[bytes, set[_Loc]] = {}
         for loc in self.index.entries():
             assert len(loc.blob_id) == 32
@@ -122,7 +123,6 @@ class IndexMachine(RuleBasedStateMachine):
         assert set(seen) == set(self.model)
         for bid, locs in seen.items():
             assert locs <= self.model[bid]
-        assert not self.index._pending
 
     @rule()
     def group_by_pack(self) -> None:
@@ -170,13 +170,14 @@ class IndexMachine(RuleBasedStateMachine):
         assert len(runs) <= max(1, math.ceil(math.log2(total + 1)) + 1)
         for a, b in itertools.pairwise(runs):
             assert len(b) * 2 < len(a)  # LSM shape: each run well under half the previous one
+        assert all(len(r) >= index_mod._MIN_RUN for r in runs[:-1])  # small ones merged
         for r in runs:
             assert np.all(r["id"][:-1] <= r["id"][1:])
         assert len(self.index) >= len(self.model)
 
 
 def test_index_agrees_with_a_dict(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_mod, "_PENDING_LIMIT", 7)
+    monkeypatch.setattr(index_mod, "_MIN_RUN", 7)
     run_state_machine_as_test(
         IndexMachine,
         settings=settings(max_examples=50, stateful_step_count=30, deadline=None),
@@ -195,7 +196,7 @@ def _bid(i: int) -> bytes:
 
 
 def test_flush_and_merge_with_a_small_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_mod, "_PENDING_LIMIT", 4)
+    monkeypatch.setattr(index_mod, "_MIN_RUN", 4)
     index = BlobIndex()
     for p in range(200):
         pid = _bid(10**6 + p)
@@ -204,7 +205,7 @@ def test_flush_and_merge_with_a_small_limit(monkeypatch: pytest.MonkeyPatch) -> 
         )
     assert len(index) == 600
     assert len(index._runs) <= 10
-    assert len(index._pending) < 4
+    assert all(len(r) >= 4 for r in index._runs[:-1])
     for p in range(200):
         for k in range(3):
             loc = index.lookup(_bid(p * 3 + k))
@@ -216,7 +217,7 @@ def test_flush_and_merge_with_a_small_limit(monkeypatch: pytest.MonkeyPatch) -> 
 def test_duplicate_blob_in_two_packs_is_found_in_one_of_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(index_mod, "_PENDING_LIMIT", 1)
+    monkeypatch.setattr(index_mod, "_MIN_RUN", 1)
     index = BlobIndex()
     blob = b"d" * 31 + b"\x00"
     index.add_pack(b"A" * 32, b"a" * 32, [PackEntry(blob, DATA, 37, 50, 20)])
@@ -245,8 +246,6 @@ def test_re_adding_a_pack_is_a_no_op() -> None:
 def test_ids_ending_in_nul_round_trip_through_entries(bid: bytes) -> None:
     index = BlobIndex()
     index.add_pack(b"P" * 32, b"s" * 32, [PackEntry(bid, TREE, 37, 10, 5)])
-    index._flush_pending()
-    assert not index._pending
     assert bid in index
     (loc,) = list(index.entries())
     assert loc.blob_id == bid
@@ -258,6 +257,78 @@ def test_ids_ending_in_nul_round_trip_through_entries(bid: bytes) -> None:
     # A different id that only differs in the stripped tail is not confused with it.
     other = bid[:-1] + bytes([(bid[-1] + 1) % 256])
     assert index.lookup(other) is None
+
+
+def _sorted_run(blob_ids: list[bytes], pack: int) -> np.ndarray:
+    run = np.zeros(len(blob_ids), dtype=ENTRY_DTYPE)
+    run["id"] = blob_ids
+    run["pack"] = pack
+    run["offset"] = np.arange(len(blob_ids))
+    return run[np.argsort(run["id"], kind="stable")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(older=st.lists(ids, max_size=20), newer=st.lists(ids, max_size=20))
+def test_a_merge_is_a_stable_sort_of_both_runs(older: list[bytes], newer: list[bytes]) -> None:
+    """Every row once, sorted by id; among equal ids the older run's rows come first."""
+    a, b = _sorted_run(older, 0), _sorted_run(newer, 1)
+    both = np.concatenate([a, b])
+    expected = both[np.argsort(both["id"], kind="stable")]
+    assert index_mod._merge(a, b).tobytes() == expected.tobytes()
+
+
+def _hashed_id(i: int) -> bytes:
+    """Ids in no particular order, so every merge interleaves its runs."""
+    return hashlib.sha256(i.to_bytes(8, "big")).digest()
+
+
+def test_lookups_after_many_merges_return_exactly_what_was_added(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(index_mod, "_MIN_RUN", 16)
+    index = BlobIndex()
+    added: dict[bytes, tuple[bytes, int, int, int, int]] = {}
+    n = 0
+    for p in range(300):
+        pid, salt = _hashed_id(10**6 + p), _hashed_id(2 * 10**6 + p)
+        entries = [
+            PackEntry(_hashed_id(n + k), p % 2, 37 + 50 * k, 50 + p, 100 + k)
+            for k in range(p % 23 + 1)  # packs of 1 to 23 blobs
+        ]
+        n += len(entries)
+        table = PackTable()
+        for e in entries:
+            table.append(e.blob_id, e.type, e.offset, e.length, e.raw_length)
+        index.add_pack(pid, salt, table if p % 3 else entries)
+        added.update({e.blob_id: (pid, e.type, e.offset, e.length, e.raw_length) for e in entries})
+    assert len(index) == n == len(added)
+    assert 2 <= len(index._runs) <= 10
+    for bid, (pid, t, offset, length, raw) in added.items():
+        loc = index.lookup(bid)
+        assert loc is not None
+        assert (loc.pack_id, loc.salt) == (pid, index.pack_salts[index.pack_ids.index(pid)])
+        assert (loc.type, loc.offset, loc.length, loc.raw_length) == (t, offset, length, raw)
+    absent = [_hashed_id(n + k) for k in range(50)]
+    assert index.contains_many([*added, *absent]) == set(added)
+    found = index.lookup_many([*absent, *added])
+    assert {bid: (loc.pack_id, loc.offset) for bid, loc in found.items()} == {
+        bid: (pid, offset) for bid, (pid, _, offset, _, _) in added.items()
+    }
+    assert sorted(loc.blob_id for loc in index.entries()) == sorted(added)
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries=entries_st)
+def test_a_pack_table_is_indexed_and_encoded_as_its_entries(entries: list[PackEntry]) -> None:
+    table = PackTable()
+    for e in entries:
+        table.append(e.blob_id, e.type, e.offset, e.length, e.raw_length)
+    pid, salt = b"P" * 32, b"S" * 32
+    assert encode_index([(pid, salt, table)]) == encode_index([(pid, salt, entries)])
+    from_table, from_entries = BlobIndex(), BlobIndex()
+    from_table.add_pack(pid, salt, table)
+    from_entries.add_pack(pid, salt, entries)
+    assert _index_rows(from_table) == _index_rows(from_entries) == _as_rows([(pid, salt, entries)])
 
 
 # -- index files ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from vaultwatch.engine.pack import (
     VERSION,
     PackBuilder,
     PackEntry,
+    PackTable,
     pack_name,
     pack_salt,
     pack_sealer,
@@ -237,3 +238,48 @@ def test_a_reused_buffer_holds_exactly_the_new_pack(leftover: int) -> None:
     assert [_decode(data, salt, e) for e in entries] == blobs
     (trailer_len,) = struct.unpack("<I", data[-8:-4])
     assert HEADER_SIZE + sum(e.length for e in entries) + trailer_len + 8 == len(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.binary(min_size=32, max_size=32),
+            st.sampled_from([DATA, TREE]),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**32 - 1),
+        ),
+        max_size=10,
+    )
+)
+def test_a_pack_table_reads_back_the_entries_appended(
+    rows: list[tuple[bytes, int, int, int, int]],
+) -> None:
+    entries = [PackEntry(*row) for row in rows]
+    table = PackTable()
+    for row in rows:
+        table.append(*row)
+    assert len(table) == len(entries)
+    assert list(table) == entries
+    assert [table[i] for i in range(len(table))] == entries
+    assert table[1:4] == entries[1:4]
+    assert list(table.blob_ids()) == [e.blob_id for e in entries]
+    assert len(table.rows) == 45 * len(entries)
+    assert list(PackTable(bytes(table.rows))) == entries
+    if entries:
+        assert table[-1] == entries[-1]
+    with pytest.raises(IndexError):
+        table[len(entries)]
+
+
+def test_a_builder_lists_its_blobs_as_the_trailer_does() -> None:
+    builder = PackBuilder(ENC_KEY, TREE)
+    blobs = [b"tree one", os.urandom(700), b""]
+    for plain in blobs:
+        builder.add(blob_id(ID_KEY, plain), compress(plain), len(plain))
+    listed = list(builder.entries)
+    _, view = builder.finish()
+    assert read_trailer(ENC_KEY, bytes(view), "p")[1] == listed
+    assert [e.blob_id for e in listed] == [blob_id(ID_KEY, b) for b in blobs]
+    assert [e.raw_length for e in listed] == [len(b) for b in blobs]

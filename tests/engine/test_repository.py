@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import FAST_KDF, PASSPHRASE, reopen
+from vaultwatch.engine import repository as repository_mod
 from vaultwatch.engine.backup import backup
-from vaultwatch.engine.index import BlobLocation
+from vaultwatch.engine.index import BlobIndex, BlobLocation
 from vaultwatch.engine.pack import DATA, PackBuilder, pack_name
 from vaultwatch.engine.repository import BlobWriter, Repository
 from vaultwatch.store.local import LocalStore
@@ -141,3 +142,33 @@ def test_a_pack_indexed_during_a_batch_search_is_not_stored_twice(
         monkeypatch.setattr(repo, "stored_blobs", search_then_upload)
         assert writer.reserve_many([bid]) == [False]
     assert len(repo.index.by_pack()) == 1  # one pack, one copy of the blob
+
+
+def _blobs_per_index_file(repo: Repository) -> list[int]:
+    counts = []
+    for obj in repo.store.list("index/"):
+        index = BlobIndex()
+        index.load_file(repo.load_file("index", obj.name), obj.name)
+        counts.append(len(index))
+    return counts
+
+
+@pytest.mark.parametrize("max_blobs", [10, None])
+def test_an_index_file_is_written_once_its_packs_hold_enough_blobs(
+    repo_path: Path, monkeypatch: pytest.MonkeyPatch, max_blobs: int | None
+) -> None:
+    """Packs of small blobs: an index file every few packs, not every ``index_every`` packs."""
+    if max_blobs is not None:
+        monkeypatch.setattr(repository_mod, "_INDEX_MAX_BLOBS", max_blobs)
+    repo = Repository.init(LocalStore(repo_path), PASSPHRASE, kdf=FAST_KDF, pack_size=4 * KIB)
+    blobs = [os.urandom(1000 + i) for i in range(40)]  # four blobs a pack
+    with repo.writer() as writer:
+        ids = [writer.save(DATA, b)[0] for b in blobs]
+    counts = _blobs_per_index_file(repo)
+    assert sum(counts) == len(blobs)
+    if max_blobs is None:
+        assert counts == [40]  # ten packs, fewer than index_every: one file at the end
+    else:
+        assert sorted(counts) == [4, 12, 12, 12]  # three packs a file, the last one at flush
+    reopened = reopen(repo_path)
+    assert [reopened.load_blob(b) for b in ids] == blobs

@@ -14,8 +14,8 @@ from typing import Any
 import zstandard
 
 from vaultwatch.engine.errors import EngineError, IntegrityError
-from vaultwatch.engine.index import _FILE_ROW, _PACK_HEAD, INDEX_MAGIC
-from vaultwatch.engine.pack import pack_name, read_trailer
+from vaultwatch.engine.index import _PACK_HEAD, INDEX_MAGIC
+from vaultwatch.engine.pack import ENTRY_ROW, pack_name, read_trailer
 from vaultwatch.engine.repository import Repository
 
 LISTABLE = ("snapshots", "index", "packs", "keys", "locks")
@@ -76,8 +76,8 @@ def decode_index(payload: bytes, name: str) -> list[dict[str, Any]]:
         for pid, _salt, count in heads:
             blobs = []
             for _ in range(count):
-                bid, kind, offset, length, raw_length = _FILE_ROW.unpack_from(raw, pos)
-                pos += _FILE_ROW.size
+                bid, kind, offset, length, raw_length = ENTRY_ROW.unpack_from(raw, pos)
+                pos += ENTRY_ROW.size
                 blobs.append(_blob_doc(bid, kind, offset, length, raw_length))
             packs.append({"id": pid.hex(), "blobs": blobs})
     except (zstandard.ZstdError, struct.error) as exc:

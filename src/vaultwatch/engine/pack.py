@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from vaultwatch.engine.crypto import SALT_SIZE, Sealer, derive_key
 from vaultwatch.engine.errors import IntegrityError
@@ -28,7 +30,8 @@ PACK_MAGIC = b"VWPK"
 TRAILER_MAGIC = b"VWPE"
 VERSION = 1
 HEADER_SIZE = 4 + 1 + SALT_SIZE
-_ENTRY = struct.Struct("<32sBIII")
+ENTRY_ROW = struct.Struct("<32sBIII")
+"""One blob's row, in a pack's trailer and in an index file alike."""
 _TRAILER_AAD = b"vaultwatch pack trailer"
 
 DATA = 0
@@ -45,6 +48,50 @@ class PackEntry:
     offset: int
     length: int
     raw_length: int
+
+
+class PackTable(Sequence[PackEntry]):
+    """A pack's blobs as the rows its trailer stores (45 bytes a blob), read as PackEntry.
+
+    A pack of small files lists some 60,000 blobs, and a backup keeps the
+    tables of its packs until an index file lists them: as PackEntry objects
+    they cost about 180 bytes a blob (1,000,000 small files: 180 MB).
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: bytes | bytearray = b"") -> None:
+        self.rows = bytearray(rows)
+
+    def append(self, blob_id: bytes, blob_type: int, offset: int, length: int, raw: int) -> None:
+        """Add one blob's row."""
+        self.rows += ENTRY_ROW.pack(blob_id, blob_type, offset, length, raw)
+
+    def __len__(self) -> int:
+        return len(self.rows) // ENTRY_ROW.size
+
+    @overload
+    def __getitem__(self, i: int) -> PackEntry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[PackEntry]: ...
+
+    def __getitem__(self, i: int | slice) -> PackEntry | list[PackEntry]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("pack table index out of range")
+        return PackEntry(*ENTRY_ROW.unpack_from(self.rows, i * ENTRY_ROW.size))
+
+    def __iter__(self) -> Iterator[PackEntry]:
+        return (PackEntry(*row) for row in ENTRY_ROW.iter_unpack(self.rows))
+
+    def blob_ids(self) -> Iterator[bytes]:
+        """Every blob's id, without building entries."""
+        rows, step = self.rows, ENTRY_ROW.size
+        return (bytes(rows[i : i + 32]) for i in range(0, len(rows), step))
 
 
 def pack_name(pack_id: bytes) -> str:
@@ -73,7 +120,7 @@ class PackBuilder:
         self.buffer = buffer if buffer is not None else bytearray()
         self.size = 0
         self._append(PACK_MAGIC + bytes([VERSION]) + self.salt)
-        self.entries: list[PackEntry] = []
+        self.entries = PackTable()
 
     def _append(self, data: bytes) -> None:
         end = self.size + len(data)
@@ -88,16 +135,13 @@ class PackBuilder:
         """Encrypt and append one compressed blob body."""
         nonce, sealed = self._sealer.seal_parts(body, blob_id)
         length = len(nonce) + len(sealed)
-        self.entries.append(PackEntry(blob_id, self.blob_type, self.size, length, raw_length))
+        self.entries.append(blob_id, self.blob_type, self.size, length, raw_length)
         self._append(nonce)
         self._append(sealed)
 
     def finish(self) -> tuple[bytes, memoryview]:
         """The pack's id and bytes (a view of the buffer), trailer included."""
-        table = b"".join(
-            _ENTRY.pack(e.blob_id, e.type, e.offset, e.length, e.raw_length) for e in self.entries
-        )
-        trailer = self._sealer.seal(table, _TRAILER_AAD)
+        trailer = self._sealer.seal(bytes(self.entries.rows), _TRAILER_AAD)
         self._append(trailer + struct.pack("<I", len(trailer)) + TRAILER_MAGIC)
         data = memoryview(self.buffer)[: self.size]
         return content_hash(data), data
@@ -126,9 +170,9 @@ def read_trailer(
     table = pack_sealer(enc_key, salt).open(
         data[start:-8], _TRAILER_AAD, what=f"trailer of pack {name}"
     )
-    if len(table) % _ENTRY.size:
+    if len(table) % ENTRY_ROW.size:
         raise IntegrityError(f"pack {name} has a malformed trailer")
-    entries = [PackEntry(*_ENTRY.unpack_from(table, i)) for i in range(0, len(table), _ENTRY.size)]
+    entries = [PackEntry(*row) for row in ENTRY_ROW.iter_unpack(table)]
     for e in entries:
         if e.offset < HEADER_SIZE or e.offset + e.length > start:
             raise IntegrityError(f"pack {name} lists a blob outside its data area")

@@ -62,6 +62,10 @@ _TREE_CACHE_SIZE = 4096  # parsed trees kept: restores and diffs revisit them
 # A data pack is built in about the time the previous one takes to store, so one spare
 # buffer keeps new packs out of fresh memory; more would only stay resident.
 _SPARE_PACK_BUFFERS = 1
+# An index file is written once its packs list this many blobs, however few packs that is:
+# 8 MiB packs of small files hold ~60,000 blobs each, and until an index file lists a
+# pack the writer keeps its table (45 bytes a blob).
+_INDEX_MAX_BLOBS = 100_000
 _READ_BUFFERS = ThreadBuffers(min_size=2 * 1024 * 1024, keep_up_to=8 * 1024 * 1024)
 
 
@@ -653,8 +657,9 @@ class BlobWriter:
 
     Thread-safe: backup workers call :meth:`save` concurrently. At most
     ``max_inflight`` finished packs wait for upload, which bounds memory.
-    An index file is written every ``index_every`` packs so an interrupted
-    backup loses little, and by :meth:`flush`.
+    An index file is written every ``index_every`` packs (or sooner, once
+    they hold ``_INDEX_MAX_BLOBS`` blobs) so an interrupted backup loses
+    little and the tables kept for it stay small, and by :meth:`flush`.
     """
 
     def __init__(
@@ -677,6 +682,7 @@ class BlobWriter:
         self._futures: list[Future[None]] = []
         self._futures_lock = threading.Lock()
         self._unsaved: list[PackListing] = []
+        self._unsaved_blobs = 0
         self._index_every = index_every
         self.new_blobs = 0
         self.new_raw_bytes = 0
@@ -762,15 +768,11 @@ class BlobWriter:
                 self.repo.store.put(pack_name(pack_id), data)
             with self.repo.index_lock:
                 self.repo.index.add_pack(pack_id, builder.salt, builder.entries)
-            write_now = None
             with self._lock:
                 self.stored_bytes += len(data)
-                for e in builder.entries:
-                    self._reserved.discard(e.blob_id)
+                self._reserved.difference_update(builder.entries.blob_ids())
                 self._packs_indexed += 1
-                self._unsaved.append((pack_id, builder.salt, builder.entries))
-                if len(self._unsaved) >= self._index_every:
-                    write_now, self._unsaved = self._unsaved, []
+                write_now = self._keep_unsaved((pack_id, builder.salt, builder.entries))
             if write_now:
                 self.repo.write_index(write_now)
             if self.on_pack_uploaded is not None:
@@ -778,6 +780,22 @@ class BlobWriter:
         finally:
             self._recycle(builder.buffer, data)
             self._inflight.release()
+
+    def _keep_unsaved(self, listing: PackListing) -> list[PackListing] | None:
+        """Hold a stored pack's listing for the next index file; the listings due now, if any.
+
+        Called with ``_lock`` held.
+        """
+        self._unsaved.append(listing)
+        self._unsaved_blobs += len(listing[2])
+        if len(self._unsaved) < self._index_every and self._unsaved_blobs < _INDEX_MAX_BLOBS:
+            return None
+        return self._take_unsaved()
+
+    def _take_unsaved(self) -> list[PackListing]:
+        """The listings no index file holds yet, handed over (called with ``_lock`` held)."""
+        due, self._unsaved, self._unsaved_blobs = self._unsaved, [], 0
+        return due
 
     def _recycle(self, buffer: bytearray, view: memoryview) -> None:
         """Keep a stored pack's buffer for a later builder (a few at most)."""
@@ -810,7 +828,7 @@ class BlobWriter:
         for f in futures:
             f.result()
         with self._lock:
-            pending, self._unsaved = self._unsaved, []
+            pending = self._take_unsaved()
         if pending:
             self.repo.write_index(pending)
 
@@ -843,7 +861,7 @@ class BlobWriter:
             with suppress(Exception):
                 f.result()
         with self._lock:
-            pending, self._unsaved = self._unsaved, []
+            pending = self._take_unsaved()
         try:
             if pending:
                 self.repo.write_index(pending)
