@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from vaultwatch.engine.keys import KdfParams
 from vaultwatch.engine.repository import Repository
+from vaultwatch.engine.tree import Tree
 from vaultwatch.store.local import LocalStore
 
 FAST_KDF = KdfParams(time_cost=1, memory_kib=8192, parallelism=1)
@@ -31,3 +33,13 @@ def repo(repo_path: Path) -> Repository:
 def reopen(path: Path) -> Repository:
     """Open the repository again, as a new process would."""
     return Repository.open(LocalStore(path), PASSPHRASE)
+
+
+def tree_at(repo: Repository, root: bytes, path: Path) -> Tree:
+    """The tree of the directory ``path`` (absolute) in the snapshot tree ``root``."""
+    tree = repo.load_tree(root)
+    for part in path.parts[1:]:
+        node = tree.find(os.fsencode(part))
+        assert node is not None and node.subtree is not None, f"{part} is not a directory"
+        tree = repo.load_tree(node.subtree)
+    return tree

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import FAST_KDF, PASSPHRASE, reopen
+from tests.engine.conftest import FAST_KDF, PASSPHRASE, reopen, tree_at
 from vaultwatch.engine import repository as repository_mod
 from vaultwatch.engine.backup import backup
 from vaultwatch.engine.index import BlobIndex, BlobLocation
@@ -78,11 +78,7 @@ def test_cache_trees_reads_a_pack_once_for_many_trees(
         (src / f"d{i}" / "file").write_text(f"dir {i}")
     snap = backup(repo, [str(src)]).snapshot
     repo = reopen(Path(repo.store.location))
-    root = repo.load_tree(snap.tree)
-    for part in src.parts[1:]:
-        node = root.find(os.fsencode(part))
-        assert node is not None and node.subtree is not None
-        root = repo.load_tree(node.subtree)
+    root = tree_at(repo, snap.tree, src)
     subtrees = [n.subtree for n in root.nodes if n.subtree is not None]
     assert len(subtrees) == 12
     reads = record_reads(repo, monkeypatch)
@@ -93,6 +89,54 @@ def test_cache_trees_reads_a_pack_once_for_many_trees(
     loaded = [repo.load_tree(t) for t in subtrees]
     assert len(reads) == before  # served from the cache
     assert sorted(t.nodes[0].name for t in loaded) == [b"file"] * 12
+
+
+def test_load_trees_reads_ranges_of_at_most_max_span(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "tree"
+    for i in range(40):
+        (src / f"d{i:02}").mkdir(parents=True)
+        for f in range(30):  # trees of a few KiB each, one pack
+            (src / f"d{i:02}" / f"a-long-file-name-{f:03}").write_text(f"{i} {f}")
+    snap = backup(repo, [str(src)]).snapshot
+    repo = reopen(Path(repo.store.location))
+    top = tree_at(repo, snap.tree, src)
+    wanted = [n.subtree for n in top.nodes if n.subtree is not None][::8]  # every eighth
+    reads = record_reads(repo, monkeypatch)
+    whole = repo.load_trees(wanted, workers=1)
+    one_range = max(length for _, length in reads)
+    reads.clear()
+    spans = repo.load_trees(wanted, workers=1, max_span=4 * KIB)
+    assert len(spans) == len(whole) == 5 and all(len(t.nodes) == 30 for t in spans.values())
+    assert len(reads) == 5 and max(length for _, length in reads) <= 4 * KIB < one_range
+
+
+def test_the_tree_cache_holds_a_bounded_number_of_nodes_the_newest_kept(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "tree"
+    sizes = {"a": 3, "b": 4, "c": 4, "huge": 9}
+    for name, files in sizes.items():
+        (src / name).mkdir(parents=True)
+        for f in range(files):
+            (src / name / f"f{f}").write_text(f"{name} {f}")
+    snap = backup(repo, [str(src)]).snapshot
+    repo = reopen(Path(repo.store.location))
+    monkeypatch.setattr(repository_mod, "_TREE_CACHE_NODES", 7)
+    top = tree_at(repo, snap.tree, src)
+    ids = {n.name.decode(): n.subtree for n in top.nodes}
+    names = {tree_id: name for name, tree_id in ids.items()}
+    cached = repo._tree_cache
+    repo.load_tree(ids["a"])
+    repo.load_tree(ids["b"])  # 3 + 4 nodes: the path's trees before them are dropped
+    assert [names.get(t) for t in cached] == ["a", "b"]
+    repo.load_tree(ids["a"])  # used again: "b" is now the least recently used
+    repo.load_tree(ids["c"])
+    assert [names.get(t) for t in cached] == ["a", "c"]
+    repo.load_tree(ids["huge"])
+    assert [names.get(t) for t in cached] == ["huge"]  # alone over the limit, still kept
+    assert repo._tree_cache_nodes == 9
 
 
 def test_writer_builds_packs_in_the_buffers_of_stored_ones(

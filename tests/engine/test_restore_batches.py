@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.conftest import reopen
+from tests.engine.conftest import reopen, tree_at
 from tests.engine.treecompare import build_tree, describe
 from vaultwatch.engine import restore as restore_module
 from vaultwatch.engine.backup import backup
@@ -51,7 +51,7 @@ def test_a_restore_in_batches_of_two_files_is_the_snapshot_exactly(
     _spread_tree(src)
     snap = backup(repo, [str(src)]).snapshot
     sizes = _batches_of(monkeypatch, 2)
-    monkeypatch.setattr(restore_module, "_TREE_LOOKAHEAD", 1)
+    monkeypatch.setattr(restore_module, "_TREE_READ", 1)
     out = tmp_path / "out"
     result = restore(reopen(repo_path), snap, out, RestoreOptions(verify=True))
     assert not result.errors, result.errors
@@ -72,7 +72,7 @@ def test_the_walk_reads_each_tree_once_and_only_a_few_ahead(
         (src / f"d{d:02}" / "inner").mkdir(parents=True)
         (src / f"d{d:02}" / "inner" / "f").write_text(f"unique content {d}")  # unique trees
     snap = backup(repo, [str(src)]).snapshot
-    monkeypatch.setattr(restore_module, "_TREE_LOOKAHEAD", 3)
+    monkeypatch.setattr(restore_module, "_TREE_READ", 3)
     reader = reopen(repo_path)
     asked: list[list[bytes]] = []
     real = reader.load_trees
@@ -90,6 +90,32 @@ def test_the_walk_reads_each_tree_once_and_only_a_few_ahead(
     assert max(len(call) for call in asked) <= 4  # the tree wanted and three ahead
 
 
+def test_entries_are_restored_in_the_order_a_backup_stores_them(
+    repo: Repository, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Name order, a subdirectory's files where its name falls: a batch reads neighbouring packs."""
+    src = tmp_path / "src"
+    for rel in ("a/inner/1", "b.txt", "c/2", "c/d/3", "e.txt"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    snap = backup(repo, [str(src)]).snapshot
+    monkeypatch.setattr(restore_module, "_BATCH_FILES", 1)
+    order: list[str] = []
+    real = restore_module._Restore.restore_batch
+
+    def recording(self: Any) -> None:
+        order.extend(
+            os.fsdecode(path)[len(str(out / str(src).lstrip("/"))) + 1 :]
+            for path, _, _ in self._wanted_files
+        )
+        real(self)
+
+    monkeypatch.setattr(restore_module._Restore, "restore_batch", recording)
+    out = tmp_path / "out"
+    assert not restore(reopen(repo_path), snap, out).errors
+    assert order == ["a/inner/1", "b.txt", "c/2", "c/d/3", "e.txt"]
+
+
 def test_a_damaged_file_fails_its_hard_links_in_later_batches(
     repo: Repository, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,7 +130,7 @@ def test_a_damaged_file_fails_its_hard_links_in_later_batches(
     snap = backup(repo, [str(src)]).snapshot
     r = reopen(repo_path)
     r.load_index()
-    victim = r.index.lookup(r.load_tree(_subtree(r, snap.tree, src / "a")).nodes[0].content[0])
+    victim = r.index.lookup(tree_at(r, snap.tree, src / "a").nodes[0].content[0])
     assert victim is not None and victim.type == DATA
     pack = repo_path / "data" / victim.pack_id.hex()[:2] / victim.pack_id.hex()
     raw = bytearray(pack.read_bytes())
@@ -121,15 +147,6 @@ def test_a_damaged_file_fails_its_hard_links_in_later_batches(
     assert not (base / "a" / "victim.bin").exists() and not (base / "z" / "linked.bin").exists()
     assert all((base / "m" / str(i) / "f").read_text() == f"filler {i}" for i in range(4))
     assert len(sizes) >= 5
-
-
-def _subtree(repo: Repository, root: bytes, path: Path) -> bytes:
-    tree_id = root
-    for part in path.parts[1:]:
-        node = repo.load_tree(tree_id).find(os.fsencode(part))
-        assert node is not None and node.subtree is not None
-        tree_id = node.subtree
-    return tree_id
 
 
 class _FirstTotals(Progress):

@@ -58,7 +58,9 @@ from vaultwatch.store.base import Store
 from vaultwatch.store.errors import ObjectExistsError, ObjectNotFoundError, RepositoryNotFoundError
 
 FORMAT_VERSION = 1
-_TREE_CACHE_SIZE = 4096  # parsed trees kept: restores and diffs revisit them
+# Parsed trees kept (restores, diffs and manifests revisit them), counted in nodes: a parsed
+# node costs some 600 bytes, and 4,096 trees of 100 files each held 249 MiB.
+_TREE_CACHE_NODES = 100_000
 # A data pack is built in about the time the previous one takes to store, so one spare
 # buffer keeps new packs out of fresh memory; more would only stay resident.
 _SPARE_PACK_BUFFERS = 1
@@ -144,6 +146,7 @@ class Repository:
         self._index_loaded = False
         self._index_files: list[str] = []
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        self._tree_cache_nodes = 0
         self._sealers: OrderedDict[bytes, Sealer] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._snapshot_cache: dict[str, Snapshot] = {}
@@ -429,16 +432,30 @@ class Repository:
         self._remember_trees({t: tree for t, tree in loaded.items() if isinstance(tree, Tree)})
 
     def _remember_trees(self, trees: dict[bytes, Tree]) -> None:
-        """Add parsed trees to the cache, dropping the least recently used beyond its size."""
+        """Add parsed trees to the cache, dropping the least recently used beyond its nodes.
+
+        The newest tree stays even alone over the limit: it is about to be used.
+        """
         with self._cache_lock:
-            self._tree_cache.update(trees)
-            while len(self._tree_cache) > _TREE_CACHE_SIZE:
-                self._tree_cache.popitem(last=False)
+            cache = self._tree_cache
+            for tree_id, tree in trees.items():
+                old = cache.pop(tree_id, None)
+                if old is not None:
+                    self._tree_cache_nodes -= len(old.nodes)
+                cache[tree_id] = tree
+                self._tree_cache_nodes += len(tree.nodes)
+            while self._tree_cache_nodes > _TREE_CACHE_NODES and len(cache) > 1:
+                _, dropped = cache.popitem(last=False)
+                self._tree_cache_nodes -= len(dropped.nodes)
 
     def load_trees(
-        self, tree_ids: Iterable[bytes], *, workers: int = 4
+        self, tree_ids: Iterable[bytes], *, workers: int = 4, max_span: int | None = None
     ) -> dict[bytes, Tree | IntegrityError]:
-        """Many trees at once, each pack read once (restores and checks read whole levels)."""
+        """Many trees at once, each pack read once (restores and checks read whole levels).
+
+        ``max_span``: read each pack in ranges of at most that many bytes (see
+        :meth:`read_pack`), for callers asking for a few trees of large packs.
+        """
         locs = self.lookup_many(tree_ids)
         out: dict[bytes, Tree | IntegrityError] = {}
         for tid in tree_ids:
@@ -454,7 +471,7 @@ class Repository:
             item: tuple[bytes, list[BlobLocation]],
         ) -> list[tuple[bytes, Tree | IntegrityError]]:
             res: list[tuple[bytes, Tree | IntegrityError]] = []
-            for loc, data in self.read_pack(*item):
+            for loc, data in self.read_pack(*item, max_span):
                 if isinstance(data, IntegrityError):
                     res.append((loc.blob_id, data))
                 else:
