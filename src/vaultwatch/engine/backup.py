@@ -810,12 +810,10 @@ def _whole_snapshot_totals(result: BackupResult, run: _Backup, parent: Snapshot)
     The run counted only what it scanned; the rest is the parent's, minus
     what the parent held in the directories this run rebuilt.
     """
-    s = parent.summary
-    try:
-        parent_files = int(s["files_new"]) + int(s["files_changed"]) + int(s["files_unmodified"])
-        parent_bytes = int(s["total_bytes"])
-    except (KeyError, TypeError, ValueError):
+    totals = parent.totals()
+    if totals is None:
         return  # a parent without totals: the counts stay those of the scanned part
+    parent_files, parent_bytes = totals
     scanned = result.files_total
     files = max(parent_files - run.replaced_files + scanned, scanned)
     result.files_unmodified = files - result.files_new - result.files_changed

@@ -751,9 +751,10 @@ def restore(
         run = _Restore(
             repo, os.fsencode(target.resolve()), options, progress, target_is_new=target_is_new
         )
-        estimate = None if options.includes or options.excludes else _summary_totals(snapshot)
+        estimate = None if options.includes or options.excludes else snapshot.totals()
         if estimate is not None:  # the bar's length from the start; corrected once walked
-            progress.add_total(*estimate)
+            files, nbytes = estimate
+            progress.add_total(nbytes, files)
             run.grow_totals = False
         progress.phase = "restoring"
         run.run(snapshot.tree)
@@ -762,20 +763,12 @@ def restore(
                 "nothing in the snapshot matches the include paths: " + ", ".join(options.includes)
             )
         if estimate is not None:
-            progress.add_total(run.planned_bytes - estimate[0], run.planned_files - estimate[1])
+            progress.add_total(run.planned_bytes - nbytes, run.planned_files - files)
         progress.phase = "setting metadata"
         run.finish_dirs()
     run.result.duration = time.monotonic() - started
     progress.phase = "done"
     return run.result
-
-
-def _summary_totals(snapshot: Snapshot) -> tuple[int, int] | None:
-    """(bytes, files) the snapshot's summary counts, if it has them: the restore's first totals."""
-    try:
-        return int(snapshot.summary["total_bytes"]), int(snapshot.summary["files_total"])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node:

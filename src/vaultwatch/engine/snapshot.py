@@ -39,6 +39,19 @@ class Snapshot:
             and self.hostname == other.hostname
         )
 
+    def totals(self) -> tuple[int, int] | None:
+        """(files, bytes) the whole snapshot holds, from its summary; None if it has none.
+
+        Files are the summary's new, changed and unmodified ones (what
+        ``files_total`` adds up), so summaries written before that key count too.
+        """
+        s = self.summary
+        try:
+            files = int(s["files_new"]) + int(s["files_changed"]) + int(s["files_unmodified"])
+            return files, int(s["total_bytes"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def to_json(self) -> bytes:
         """The plaintext that is encrypted into the snapshot file."""
         doc = {
